@@ -1,0 +1,392 @@
+/*
+ * Dtype-generic row kernels. fastsoftmax.c includes this file once per dtype
+ * after defining:
+ *   FS_T      element type (float or double)
+ *   FS_SUF    name suffix (f32 or f64)
+ *   FS_EXP    vectorisable exp for FS_T (fs_math.h)
+ *   FS_TANH   libm tanh for FS_T
+ *
+ * Every public kernel forwards to an always-inline body that takes the
+ * strides (and the softcap switch) as arguments; the public function calls it
+ * once with stride 1 and once with the general stride, so the compiler emits
+ * a vectorised loop for contiguous rows and a plain one for strided rows.
+ */
+
+#define FS_CAT2(a, b) a##b
+#define FS_CAT(a, b) FS_CAT2(a, b)
+#define FS_PUBLIC(op) FS_CAT(FS_CAT(fs_, op), FS_CAT(_, FS_SUF))
+#define FS_LOCAL(op) FS_CAT(FS_CAT(op, _body_), FS_SUF)
+
+/* Score after the optional softcap, and its derivative d score / d x. */
+#define FS_SCORE(v) (capped ? cap * FS_TANH((v) / cap) : (v))
+#define FS_DSCORE(z) (capped ? (FS_T)1 - ((z) / cap) * ((z) / cap) : (FS_T)1)
+
+/* Largest element, NaN ignored (a NaN still poisons the sums that follow). */
+FS_INLINE FS_T FS_LOCAL(row_max)(const FS_T *x, fs_index n, fs_index xs, FS_T cap,
+                                        const int capped)
+{
+    FS_T m = -(FS_T)INFINITY;
+#pragma omp simd reduction(max : m)
+    for (fs_index i = 0; i < n; i++) {
+        FS_T z = FS_SCORE(x[i * xs]);
+        m = z > m ? z : m;
+    }
+    return m;
+}
+
+FS_INLINE double FS_LOCAL(sum_exp)(const FS_T *x, fs_index n, fs_index xs, FS_T shift)
+{
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (fs_index i = 0; i < n; i++)
+        s += (double)FS_EXP(x[i * xs] - shift);
+    return s;
+}
+
+FS_INLINE void FS_LOCAL(fill)(FS_T *y, fs_index n, fs_index ys, FS_T value)
+{
+    for (fs_index i = 0; i < n; i++)
+        y[i * ys] = value;
+}
+
+/* ---------------------------------------------------------------- softmax */
+
+FS_INLINE void FS_LOCAL(softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y,
+                                        fs_index ys)
+{
+    FS_T m = FS_LOCAL(row_max)(x, n, xs, 0, 0);
+    if (!isfinite(m)) { /* exp(x - max) has inf - inf or -inf - -inf in it */
+        FS_LOCAL(fill)(y, n, ys, (FS_T)NAN);
+        return;
+    }
+    FS_T r = (FS_T)(1.0 / FS_LOCAL(sum_exp)(x, n, xs, m)); /* NaN if x holds a NaN */
+#pragma omp simd
+    for (fs_index i = 0; i < n; i++)
+        y[i * ys] = FS_EXP(x[i * xs] - m) * r;
+}
+
+void FS_PUBLIC(softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y, fs_index ys)
+{
+    if (xs == 1 && ys == 1)
+        FS_LOCAL(softmax)(x, n, 1, y, 1);
+    else
+        FS_LOCAL(softmax)(x, n, xs, y, ys);
+}
+
+FS_INLINE void FS_LOCAL(log_softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y,
+                                            fs_index ys)
+{
+    FS_T m = FS_LOCAL(row_max)(x, n, xs, 0, 0);
+    FS_T shift = isfinite(m) ? m : (FS_T)0; /* as scipy: a non-finite max shifts by 0 */
+    FS_T log_s = (FS_T)log(FS_LOCAL(sum_exp)(x, n, xs, shift));
+#pragma omp simd
+    for (fs_index i = 0; i < n; i++)
+        y[i * ys] = (x[i * xs] - shift) - log_s;
+}
+
+void FS_PUBLIC(log_softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y, fs_index ys)
+{
+    if (xs == 1 && ys == 1)
+        FS_LOCAL(log_softmax)(x, n, 1, y, 1);
+    else
+        FS_LOCAL(log_softmax)(x, n, xs, y, ys);
+}
+
+/* scipy's algorithm: the maximal terms (k of them) are taken out of the sum,
+ * out = log1p(rest / k) + log(k) + max, so that a row like [0, -50] keeps its
+ * tiny answer. A non-finite max falls back to log(sum(exp(x))). */
+FS_INLINE FS_T FS_LOCAL(logsumexp)(const FS_T *x, fs_index n, fs_index xs)
+{
+    FS_T m = FS_LOCAL(row_max)(x, n, xs, 0, 0);
+    if (!isfinite(m))
+        return (FS_T)log(FS_LOCAL(sum_exp)(x, n, xs, 0));
+    double rest = 0.0, k = 0.0;
+#pragma omp simd reduction(+ : rest, k)
+    for (fs_index i = 0; i < n; i++) {
+        FS_T v = x[i * xs];
+        int is_max = v == m;
+        FS_T e = FS_EXP(v - m);
+        rest += is_max ? 0.0 : (double)e; /* a NaN is never the max: it lands here */
+        k += is_max ? 1.0 : 0.0;
+    }
+    return (FS_T)(log1p(rest / k) + log(k) + (double)m);
+}
+
+FS_T FS_PUBLIC(logsumexp)(const FS_T *x, fs_index n, fs_index xs)
+{
+    return xs == 1 ? FS_LOCAL(logsumexp)(x, n, 1) : FS_LOCAL(logsumexp)(x, n, xs);
+}
+
+/* ---------------------------------------------------------- cross-entropy */
+
+/*
+ * Notation for one row: z = scores after softcap, m = max z, shift = m (0 if
+ * not finite), s = sum exp(z - shift), lse = shift + log s, p = exp(z - lse),
+ * w = class weights (1 if none), W = sum w, eps = smoothing, C = n_classes.
+ *
+ * Class index y:  loss = (1-eps) w_y (lse - z_y) + eps/C sum_c w_c (lse - z_c)
+ *                        + z_loss lse^2
+ *                 dloss/dz_c = p_c [(1-eps) w_y + eps/C W + 2 z_loss lse]
+ *                              - eps/C w_c - [c == y] (1-eps) w_y
+ * Probabilities:  q' = (1-eps) q + eps/C, Q = sum w q'
+ *                 loss = sum_c w_c q'_c (lse - z_c) + z_loss lse^2
+ *                 dloss/dz_c = p_c [Q + 2 z_loss lse] - w_c q'_c
+ * lse - z is summed as (shift - z) + log s, two non-negative parts, so the
+ * loss keeps its relative precision when the scores are large.
+ */
+
+FS_INLINE void FS_LOCAL(xent_stats)(const FS_T *x, fs_index n, fs_index xs, FS_T cap,
+                                           const int capped, FS_T *m_out, FS_T *shift_out,
+                                           double *s_out)
+{
+    FS_T m = FS_LOCAL(row_max)(x, n, xs, cap, capped);
+    FS_T shift = isfinite(m) ? m : (FS_T)0;
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (fs_index i = 0; i < n; i++)
+        s += (double)FS_EXP(FS_SCORE(x[i * xs]) - shift);
+    *m_out = m;
+    *shift_out = shift;
+    *s_out = s;
+}
+
+/* sum_c w_c (shift - z_c): the smoothing term relative to the shift. */
+FS_INLINE double FS_LOCAL(weighted_gap)(const FS_T *x, fs_index n, fs_index xs,
+                                               const double *w, FS_T shift, FS_T cap,
+                                               const int capped)
+{
+    double acc = 0.0;
+    if (w) {
+#pragma omp simd reduction(+ : acc)
+        for (fs_index i = 0; i < n; i++)
+            acc += w[i] * (double)(shift - FS_SCORE(x[i * xs]));
+    } else {
+#pragma omp simd reduction(+ : acc)
+        for (fs_index i = 0; i < n; i++)
+            acc += (double)(shift - FS_SCORE(x[i * xs]));
+    }
+    return acc;
+}
+
+/* grad_c = (a p_c - b w_c) dz_c with p_c = exp(z_c - shift) r. */
+FS_INLINE void FS_LOCAL(write_grad)(const FS_T *x, fs_index n, fs_index xs,
+                                           const double *w, FS_T shift, FS_T r, FS_T a, FS_T b,
+                                           FS_T cap, const int capped, FS_T *grad, fs_index gs)
+{
+    if (w) {
+#pragma omp simd
+        for (fs_index i = 0; i < n; i++) {
+            FS_T z = FS_SCORE(x[i * xs]);
+            FS_T p = FS_EXP(z - shift) * r;
+            grad[i * gs] = (a * p - b * (FS_T)w[i]) * FS_DSCORE(z);
+        }
+    } else {
+#pragma omp simd
+        for (fs_index i = 0; i < n; i++) {
+            FS_T z = FS_SCORE(x[i * xs]);
+            FS_T p = FS_EXP(z - shift) * r;
+            grad[i * gs] = (a * p - b) * FS_DSCORE(z);
+        }
+    }
+}
+
+/* The index-target gradient, once shift and s (or lse, with s = 1) are known. */
+FS_INLINE void FS_LOCAL(index_grad)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
+                                           int64_t t, FS_T shift, double s, double lse,
+                                           double g, FS_T *grad, fs_index gs, const int capped)
+{
+    const fs_index n = o->n_classes;
+    const FS_T cap = (FS_T)o->softcap;
+    const double eps = o->smoothing;
+    const double wy = o->weight ? o->weight[t] : 1.0;
+    const FS_T zy = FS_SCORE(x[t * xs]);
+    const FS_T dzy = FS_DSCORE(zy); /* read before grad (maybe x itself) is written */
+    const double a = g * ((1.0 - eps) * wy + eps / (double)n * o->weight_sum
+                          + 2.0 * o->z_loss * lse);
+    FS_LOCAL(write_grad)(x, n, xs, o->weight, shift, (FS_T)(1.0 / s), (FS_T)a,
+                         (FS_T)(g * eps / (double)n), cap, capped, grad, gs);
+    grad[t * gs] -= (FS_T)(g * (1.0 - eps) * wy) * dzy;
+}
+
+FS_INLINE double FS_LOCAL(xent_index)(const fs_xent_opts *o, const FS_T *x,
+                                             fs_index xs, int64_t t, double g, FS_T *grad,
+                                             fs_index gs, double *lse_out, const int capped)
+{
+    const fs_index n = o->n_classes;
+    const FS_T cap = (FS_T)o->softcap;
+    const double eps = o->smoothing;
+    FS_T m, shift;
+    double s;
+    FS_LOCAL(xent_stats)(x, n, xs, cap, capped, &m, &shift, &s);
+    const double log_s = log(s);
+    const double lse = (double)shift + log_s;
+    *lse_out = lse;
+    if (t < 0) { /* ignored target */
+        if (grad)
+            FS_LOCAL(fill)(grad, n, gs, 0);
+        return 0.0;
+    }
+    const double wy = o->weight ? o->weight[t] : 1.0;
+    const FS_T zy = FS_SCORE(x[t * xs]);
+    double loss = (1.0 - eps) * wy * (((double)shift - (double)zy) + log_s);
+    if (eps != 0.0) {
+        double gap = FS_LOCAL(weighted_gap)(x, n, xs, o->weight, shift, cap, capped);
+        loss += eps / (double)n * (o->weight_sum * log_s + gap);
+    }
+    if (o->z_loss != 0.0)
+        loss += o->z_loss * lse * lse;
+    if (grad) {
+        if (m == (FS_T)INFINITY) /* softmax of a row holding +inf is undefined */
+            FS_LOCAL(fill)(grad, n, gs, (FS_T)NAN);
+        else
+            FS_LOCAL(index_grad)(o, x, xs, t, shift, s, lse, g, grad, gs, capped);
+    }
+    return loss;
+}
+
+double FS_PUBLIC(xent_index)(const fs_xent_opts *o, const FS_T *x, fs_index xs, int64_t target,
+                             double g, FS_T *grad, fs_index gs, double *lse_out)
+{
+    if (o->softcap != 0.0)
+        return FS_LOCAL(xent_index)(o, x, xs, target, g, grad, gs, lse_out, 1);
+    if (xs == 1 && gs == 1)
+        return FS_LOCAL(xent_index)(o, x, 1, target, g, grad, 1, lse_out, 0);
+    return FS_LOCAL(xent_index)(o, x, xs, target, g, grad, gs, lse_out, 0);
+}
+
+FS_INLINE void FS_LOCAL(xent_index_grad)(const fs_xent_opts *o, const FS_T *x,
+                                                fs_index xs, int64_t t, double lse, double g,
+                                                FS_T *grad, fs_index gs, const int capped)
+{
+    if (t < 0)
+        FS_LOCAL(fill)(grad, o->n_classes, gs, 0);
+    else if (lse == INFINITY)
+        FS_LOCAL(fill)(grad, o->n_classes, gs, (FS_T)NAN);
+    else /* p = exp(z - lse): shift by lse, s = 1 */
+        FS_LOCAL(index_grad)(o, x, xs, t, (FS_T)lse, 1.0, lse, g, grad, gs, capped);
+}
+
+void FS_PUBLIC(xent_index_grad)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
+                                int64_t target, double lse, double g, FS_T *grad, fs_index gs)
+{
+    if (o->softcap != 0.0)
+        FS_LOCAL(xent_index_grad)(o, x, xs, target, lse, g, grad, gs, 1);
+    else if (xs == 1 && gs == 1)
+        FS_LOCAL(xent_index_grad)(o, x, 1, target, lse, g, grad, 1, 0);
+    else
+        FS_LOCAL(xent_index_grad)(o, x, xs, target, lse, g, grad, gs, 0);
+}
+
+/* Q = sum_c w_c q'_c and, when gap is not NULL, sum_c w_c q'_c (shift - z_c). */
+FS_INLINE double FS_LOCAL(prob_mass)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
+                                            const FS_T *q, fs_index qs, FS_T shift,
+                                            double *gap, const int capped)
+{
+    const fs_index n = o->n_classes;
+    const FS_T cap = (FS_T)o->softcap;
+    const double *w = o->weight;
+    const FS_T keep = (FS_T)(1.0 - o->smoothing), spread = (FS_T)(o->smoothing / (double)n);
+    double mass = 0.0, acc = 0.0;
+    if (gap) {
+#pragma omp simd reduction(+ : mass, acc)
+        for (fs_index i = 0; i < n; i++) {
+            double wq = (w ? w[i] : 1.0) * (double)(q[i * qs] * keep + spread);
+            mass += wq;
+            acc += wq * (double)(shift - FS_SCORE(x[i * xs]));
+        }
+        *gap = acc;
+    } else {
+#pragma omp simd reduction(+ : mass)
+        for (fs_index i = 0; i < n; i++)
+            mass += (w ? w[i] : 1.0) * (double)(q[i * qs] * keep + spread);
+    }
+    return mass;
+}
+
+/* grad_c = (a p_c - g w_c q'_c) dz_c with p_c = exp(z_c - shift) r. */
+FS_INLINE void FS_LOCAL(prob_grad)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
+                                          const FS_T *q, fs_index qs, FS_T shift, FS_T r,
+                                          FS_T a, double g, FS_T *grad, fs_index gs,
+                                          const int capped)
+{
+    const fs_index n = o->n_classes;
+    const FS_T cap = (FS_T)o->softcap;
+    const double *w = o->weight;
+    const FS_T keep = (FS_T)(g * (1.0 - o->smoothing));
+    const FS_T spread = (FS_T)(g * o->smoothing / (double)n);
+#pragma omp simd
+    for (fs_index i = 0; i < n; i++) {
+        FS_T z = FS_SCORE(x[i * xs]);
+        FS_T p = FS_EXP(z - shift) * r;
+        FS_T target = (q[i * qs] * keep + spread) * (w ? (FS_T)w[i] : (FS_T)1);
+        grad[i * gs] = (a * p - target) * FS_DSCORE(z);
+    }
+}
+
+FS_INLINE double FS_LOCAL(xent_prob)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
+                                            const FS_T *q, fs_index qs, double g, FS_T *grad,
+                                            fs_index gs, double *lse_out, const int capped)
+{
+    const fs_index n = o->n_classes;
+    FS_T m, shift;
+    double s, gap;
+    FS_LOCAL(xent_stats)(x, n, xs, (FS_T)o->softcap, capped, &m, &shift, &s);
+    const double log_s = log(s);
+    const double lse = (double)shift + log_s;
+    *lse_out = lse;
+    const double mass = FS_LOCAL(prob_mass)(o, x, xs, q, qs, shift, &gap, capped);
+    double loss = mass * log_s + gap;
+    if (o->z_loss != 0.0)
+        loss += o->z_loss * lse * lse;
+    if (grad) {
+        if (m == (FS_T)INFINITY)
+            FS_LOCAL(fill)(grad, n, gs, (FS_T)NAN);
+        else
+            FS_LOCAL(prob_grad)(o, x, xs, q, qs, shift, (FS_T)(1.0 / s),
+                                (FS_T)(g * (mass + 2.0 * o->z_loss * lse)), g, grad, gs,
+                                capped);
+    }
+    return loss;
+}
+
+double FS_PUBLIC(xent_prob)(const fs_xent_opts *o, const FS_T *x, fs_index xs, const FS_T *q,
+                            fs_index qs, double g, FS_T *grad, fs_index gs, double *lse_out)
+{
+    if (o->softcap != 0.0)
+        return FS_LOCAL(xent_prob)(o, x, xs, q, qs, g, grad, gs, lse_out, 1);
+    if (xs == 1 && qs == 1 && gs == 1)
+        return FS_LOCAL(xent_prob)(o, x, 1, q, 1, g, grad, 1, lse_out, 0);
+    return FS_LOCAL(xent_prob)(o, x, xs, q, qs, g, grad, gs, lse_out, 0);
+}
+
+FS_INLINE void FS_LOCAL(xent_prob_grad)(const fs_xent_opts *o, const FS_T *x,
+                                               fs_index xs, const FS_T *q, fs_index qs,
+                                               double lse, double g, FS_T *grad, fs_index gs,
+                                               const int capped)
+{
+    if (lse == INFINITY) {
+        FS_LOCAL(fill)(grad, o->n_classes, gs, (FS_T)NAN);
+        return;
+    }
+    const double mass = FS_LOCAL(prob_mass)(o, x, xs, q, qs, 0, NULL, capped);
+    FS_LOCAL(prob_grad)(o, x, xs, q, qs, (FS_T)lse, (FS_T)1,
+                        (FS_T)(g * (mass + 2.0 * o->z_loss * lse)), g, grad, gs, capped);
+}
+
+void FS_PUBLIC(xent_prob_grad)(const fs_xent_opts *o, const FS_T *x, fs_index xs, const FS_T *q,
+                               fs_index qs, double lse, double g, FS_T *grad, fs_index gs)
+{
+    if (o->softcap != 0.0)
+        FS_LOCAL(xent_prob_grad)(o, x, xs, q, qs, lse, g, grad, gs, 1);
+    else if (xs == 1 && qs == 1 && gs == 1)
+        FS_LOCAL(xent_prob_grad)(o, x, 1, q, 1, lse, g, grad, 1, 0);
+    else
+        FS_LOCAL(xent_prob_grad)(o, x, xs, q, qs, lse, g, grad, gs, 0);
+}
+
+#undef FS_CAT2
+#undef FS_CAT
+#undef FS_PUBLIC
+#undef FS_LOCAL
+#undef FS_SCORE
+#undef FS_DSCORE

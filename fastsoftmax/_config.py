@@ -1,0 +1,41 @@
+"""What this build of fastsoftmax is: version, OpenMP, threads, compiler, SIMD."""
+
+import platform
+
+import numpy as np
+
+from fastsoftmax import _kernels
+
+
+def build_info():
+    """Facts about this build and the machine it runs on.
+
+    Returns
+    -------
+    info : dict
+        ``version``; ``openmp`` (bool, compiled with OpenMP); ``default_threads``
+        (the team size a call with ``n_threads=None`` uses: ``OMP_NUM_THREADS``
+        or a threadpoolctl limit, else the CPU count); ``compiler``; ``simd``
+        (the instruction set the kernels were compiled for); ``machine``,
+        ``python`` and ``numpy`` versions.
+    """
+    from fastsoftmax import __version__
+
+    return {
+        "version": __version__,
+        "openmp": _kernels.openmp_enabled(),
+        "default_threads": _kernels.max_threads(),
+        "compiler": _kernels.compiler(),
+        "simd": _kernels.simd(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+
+
+def show_config():
+    """Print :func:`build_info`, one ``key: value`` a line."""
+    info = build_info()
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        print(f"{key:<{width}} : {value}")

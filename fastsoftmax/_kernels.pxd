@@ -1,0 +1,45 @@
+from libc.stdint cimport int64_t
+
+cdef extern from "fastsoftmax.h" nogil:
+    ctypedef Py_ssize_t fs_index
+
+    ctypedef struct fs_xent_opts:
+        fs_index n_classes
+        double smoothing
+        double z_loss
+        double softcap
+        const double *weight
+        double weight_sum
+
+    void fs_softmax_f32(const float *x, fs_index n, fs_index xs, float *y, fs_index ys) noexcept
+    void fs_softmax_f64(const double *x, fs_index n, fs_index xs, double *y, fs_index ys) noexcept
+    void fs_log_softmax_f32(const float *x, fs_index n, fs_index xs, float *y, fs_index ys) noexcept
+    void fs_log_softmax_f64(const double *x, fs_index n, fs_index xs, double *y, fs_index ys) noexcept
+    float fs_logsumexp_f32(const float *x, fs_index n, fs_index xs) noexcept
+    double fs_logsumexp_f64(const double *x, fs_index n, fs_index xs) noexcept
+
+    double fs_xent_index_f32(const fs_xent_opts *o, const float *x, fs_index xs, int64_t target,
+                             double g, float *grad, fs_index gs, double *lse_out) noexcept
+    double fs_xent_index_f64(const fs_xent_opts *o, const double *x, fs_index xs, int64_t target,
+                             double g, double *grad, fs_index gs, double *lse_out) noexcept
+    double fs_xent_prob_f32(const fs_xent_opts *o, const float *x, fs_index xs, const float *q,
+                            fs_index qs, double g, float *grad, fs_index gs,
+                            double *lse_out) noexcept
+    double fs_xent_prob_f64(const fs_xent_opts *o, const double *x, fs_index xs, const double *q,
+                            fs_index qs, double g, double *grad, fs_index gs,
+                            double *lse_out) noexcept
+    void fs_xent_index_grad_f32(const fs_xent_opts *o, const float *x, fs_index xs,
+                                int64_t target, double lse, double g, float *grad,
+                                fs_index gs) noexcept
+    void fs_xent_index_grad_f64(const fs_xent_opts *o, const double *x, fs_index xs,
+                                int64_t target, double lse, double g, double *grad,
+                                fs_index gs) noexcept
+    void fs_xent_prob_grad_f32(const fs_xent_opts *o, const float *x, fs_index xs,
+                               const float *q, fs_index qs, double lse, double g, float *grad,
+                               fs_index gs) noexcept
+    void fs_xent_prob_grad_f64(const fs_xent_opts *o, const double *x, fs_index xs,
+                               const double *q, fs_index qs, double lse, double g,
+                               double *grad, fs_index gs) noexcept
+
+    const char *fs_compiler() noexcept
+    const char *fs_simd() noexcept

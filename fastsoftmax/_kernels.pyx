@@ -1,0 +1,325 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False
+"""Row loops over the C kernels of csrc/, run with OpenMP and the GIL released.
+
+Every array reaching this module has been checked by the Python layer
+(fastsoftmax/_special.py, fastsoftmax/_xent.py): dtypes match, shapes agree,
+there is at least one row and one class, strides are whole elements, targets
+are in range, outputs are writable. Nothing here raises once the GIL is
+released.
+
+Arrays come as 3-D views (outer, classes, inner): the class axis of a (N, C)
+input is (N, C, 1), that of a (N, C, d1, ..., dK) input is (N, C, d1*...*dK).
+Row r is (r // inner, :, r % inner); rows are independent, so the loop is
+split statically across threads and the result never depends on their number.
+"""
+
+from cython.parallel cimport prange
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+
+from fastsoftmax._kernels cimport *
+from fastsoftmax._openmp cimport FS_OPENMP_ENABLED, omp_get_max_threads
+
+ctypedef fused floating:
+    float
+    double
+
+ctypedef fused index_t:
+    int8_t
+    int16_t
+    int32_t
+    int64_t
+    uint8_t
+    uint16_t
+    uint32_t
+    uint64_t
+
+
+def openmp_enabled():
+    """True when the extension was compiled with OpenMP."""
+    return bool(FS_OPENMP_ENABLED)
+
+
+def max_threads():
+    """OpenMP's default team size (OMP_NUM_THREADS, threadpoolctl), 1 without OpenMP."""
+    return omp_get_max_threads()
+
+
+def compiler():
+    return fs_compiler().decode()
+
+
+def simd():
+    return fs_simd().decode()
+
+
+cdef struct Rows:
+    # Element strides of a 3-D (outer, classes, inner) view.
+    Py_ssize_t inner
+    Py_ssize_t s0, s1, s2
+
+
+cdef inline Rows _rows(Py_ssize_t inner, const Py_ssize_t *strides,
+                       Py_ssize_t itemsize) noexcept:
+    # Byte strides to element strides (the Python layer made them whole elements).
+    cdef Rows v
+    v.inner = inner
+    v.s0 = strides[0] // itemsize
+    v.s1 = strides[1] // itemsize
+    v.s2 = strides[2] // itemsize
+    return v
+
+
+cdef inline Py_ssize_t _offset(const Rows *v, Py_ssize_t r) noexcept nogil:
+    cdef Py_ssize_t i = r // v.inner
+    return i * v.s0 + (r - i * v.inner) * v.s2
+
+
+# ------------------------------------------------------------- softmax family
+
+cdef inline void _softmax_row(const floating *x, const Rows *xv, floating *y, const Rows *yv,
+                              Py_ssize_t n, Py_ssize_t r, bint log) noexcept nogil:
+    cdef const floating *xr = x + _offset(xv, r)
+    cdef floating *yr = y + _offset(yv, r)
+    if floating is float:
+        if log:
+            fs_log_softmax_f32(xr, n, xv.s1, yr, yv.s1)
+        else:
+            fs_softmax_f32(xr, n, xv.s1, yr, yv.s1)
+    else:
+        if log:
+            fs_log_softmax_f64(xr, n, xv.s1, yr, yv.s1)
+        else:
+            fs_softmax_f64(xr, n, xv.s1, yr, yv.s1)
+
+
+def softmax(const floating[:, :, :] x, floating[:, :, :] y, bint log, int n_threads):
+    """y = softmax (or log_softmax) of x over axis 1. IN: x. OUT: y."""
+    cdef Py_ssize_t n = x.shape[1], inner = x.shape[2]
+    cdef Py_ssize_t rows = x.shape[0] * inner, r
+    cdef Rows xv = _rows(inner, &x.strides[0], sizeof(floating))
+    cdef Rows yv = _rows(inner, &y.strides[0], sizeof(floating))
+    cdef const floating *xp = &x[0, 0, 0]
+    cdef floating *yp = &y[0, 0, 0]
+    if n_threads > 1:
+        for r in prange(rows, nogil=True, schedule="static", num_threads=n_threads):
+            _softmax_row(xp, &xv, yp, &yv, n, r, log)
+    else:
+        with nogil:
+            for r in range(rows):
+                _softmax_row(xp, &xv, yp, &yv, n, r, log)
+    return y
+
+
+cdef inline void _logsumexp_row(const floating *x, const Rows *xv, floating *out,
+                                Py_ssize_t n, Py_ssize_t r) noexcept nogil:
+    if floating is float:
+        out[r] = fs_logsumexp_f32(x + _offset(xv, r), n, xv.s1)
+    else:
+        out[r] = fs_logsumexp_f64(x + _offset(xv, r), n, xv.s1)
+
+
+def logsumexp(const floating[:, :, :] x, floating[::1] out, int n_threads):
+    """out[i * inner + j] = logsumexp(x[i, :, j]). IN: x. OUT: out."""
+    cdef Py_ssize_t n = x.shape[1], inner = x.shape[2]
+    cdef Py_ssize_t rows = x.shape[0] * inner, r
+    cdef Rows xv = _rows(inner, &x.strides[0], sizeof(floating))
+    cdef const floating *xp = &x[0, 0, 0]
+    cdef floating *op = &out[0]
+    if n_threads > 1:
+        for r in prange(rows, nogil=True, schedule="static", num_threads=n_threads):
+            _logsumexp_row(xp, &xv, op, n, r)
+    else:
+        with nogil:
+            for r in range(rows):
+                _logsumexp_row(xp, &xv, op, n, r)
+    return out
+
+
+# -------------------------------------------------------------- cross-entropy
+
+cdef fs_xent_opts _opts(Py_ssize_t n_classes, const double[::1] weight, double weight_sum,
+                        double smoothing, double z_loss, double softcap):
+    cdef fs_xent_opts o
+    o.n_classes = n_classes
+    o.smoothing = smoothing
+    o.z_loss = z_loss
+    o.softcap = softcap
+    o.weight = NULL if weight is None else &weight[0]
+    o.weight_sum = weight_sum
+    return o
+
+
+cdef inline int64_t _label(index_t value, int64_t ignore_index) noexcept nogil:
+    # Checked in Python: every label is in [0, C) or equals ignore_index.
+    cdef int64_t t = <int64_t>value
+    return -1 if t == ignore_index else t
+
+
+cdef inline void _xent_index_row(const fs_xent_opts *o, const floating *x, const Rows *xv,
+                                 int64_t t, double g, floating *grad, const Rows *gv,
+                                 double *loss, double *lse, Py_ssize_t r) noexcept nogil:
+    cdef const floating *xr = x + _offset(xv, r)
+    cdef floating *gr = NULL if grad == NULL else grad + _offset(gv, r)
+    if floating is float:
+        loss[r] = fs_xent_index_f32(o, xr, xv.s1, t, g, gr, gv.s1, &lse[r])
+    else:
+        loss[r] = fs_xent_index_f64(o, xr, xv.s1, t, g, gr, gv.s1, &lse[r])
+
+
+def xent_index(const floating[:, :, :] x, const index_t[:, :] target, floating[:, :, :] grad,
+               double[::1] loss, double[::1] lse, const double[:, :] g,
+               const double[::1] weight, double weight_sum, int64_t ignore_index,
+               double smoothing, double z_loss, double softcap, int n_threads):
+    """Fused loss (and gradient, unless grad is None) against class indices.
+
+    IN: x (N, C, D), target (N, D), g (N, D) gradient scale per row,
+    weight (C,) or None. OUT: loss (N*D,), lse (N*D,), grad (N, C, D) or None.
+    """
+    cdef fs_xent_opts o = _opts(x.shape[1], weight, weight_sum, smoothing, z_loss, softcap)
+    cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner, r
+    cdef Rows xv = _rows(inner, &x.strides[0], sizeof(floating))
+    cdef Rows gv = xv
+    cdef const floating *xp = &x[0, 0, 0]
+    cdef floating *gp = NULL
+    cdef double *lp = &loss[0]
+    cdef double *ep = &lse[0]
+    if grad is not None:
+        gv = _rows(inner, &grad.strides[0], sizeof(floating))
+        gp = &grad[0, 0, 0]
+    if n_threads > 1:
+        for r in prange(rows, nogil=True, schedule="static", num_threads=n_threads):
+            _xent_index_row(&o, xp, &xv,
+                            _label(target[r // inner, r % inner], ignore_index),
+                            g[r // inner, r % inner], gp, &gv, lp, ep, r)
+    else:
+        with nogil:
+            for r in range(rows):
+                _xent_index_row(&o, xp, &xv,
+                                _label(target[r // inner, r % inner], ignore_index),
+                                g[r // inner, r % inner], gp, &gv, lp, ep, r)
+
+
+cdef inline void _xent_prob_row(const fs_xent_opts *o, const floating *x, const Rows *xv,
+                                const floating *q, const Rows *qv, double g, floating *grad,
+                                const Rows *gv, double *loss, double *lse,
+                                Py_ssize_t r) noexcept nogil:
+    cdef const floating *xr = x + _offset(xv, r)
+    cdef const floating *qr = q + _offset(qv, r)
+    cdef floating *gr = NULL if grad == NULL else grad + _offset(gv, r)
+    if floating is float:
+        loss[r] = fs_xent_prob_f32(o, xr, xv.s1, qr, qv.s1, g, gr, gv.s1, &lse[r])
+    else:
+        loss[r] = fs_xent_prob_f64(o, xr, xv.s1, qr, qv.s1, g, gr, gv.s1, &lse[r])
+
+
+def xent_prob(const floating[:, :, :] x, const floating[:, :, :] q, floating[:, :, :] grad,
+              double[::1] loss, double[::1] lse, const double[:, :] g,
+              const double[::1] weight, double weight_sum,
+              double smoothing, double z_loss, double softcap, int n_threads):
+    """Fused loss (and gradient, unless grad is None) against class probabilities.
+
+    IN: x (N, C, D), q (N, C, D), g (N, D), weight (C,) or None.
+    OUT: loss (N*D,), lse (N*D,), grad (N, C, D) or None.
+    """
+    cdef fs_xent_opts o = _opts(x.shape[1], weight, weight_sum, smoothing, z_loss, softcap)
+    cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner, r
+    cdef Rows xv = _rows(inner, &x.strides[0], sizeof(floating))
+    cdef Rows qv = _rows(inner, &q.strides[0], sizeof(floating))
+    cdef Rows gv = xv
+    cdef const floating *xp = &x[0, 0, 0]
+    cdef const floating *qp = &q[0, 0, 0]
+    cdef floating *gp = NULL
+    cdef double *lp = &loss[0]
+    cdef double *ep = &lse[0]
+    if grad is not None:
+        gv = _rows(inner, &grad.strides[0], sizeof(floating))
+        gp = &grad[0, 0, 0]
+    if n_threads > 1:
+        for r in prange(rows, nogil=True, schedule="static", num_threads=n_threads):
+            _xent_prob_row(&o, xp, &xv, qp, &qv, g[r // inner, r % inner], gp, &gv, lp, ep, r)
+    else:
+        with nogil:
+            for r in range(rows):
+                _xent_prob_row(&o, xp, &xv, qp, &qv, g[r // inner, r % inner], gp, &gv,
+                               lp, ep, r)
+
+
+cdef inline void _xent_index_grad_row(const fs_xent_opts *o, const floating *x, const Rows *xv,
+                                      int64_t t, double lse, double g, floating *grad,
+                                      const Rows *gv, Py_ssize_t r) noexcept nogil:
+    if floating is float:
+        fs_xent_index_grad_f32(o, x + _offset(xv, r), xv.s1, t, lse, g,
+                               grad + _offset(gv, r), gv.s1)
+    else:
+        fs_xent_index_grad_f64(o, x + _offset(xv, r), xv.s1, t, lse, g,
+                               grad + _offset(gv, r), gv.s1)
+
+
+def xent_index_grad(const floating[:, :, :] x, const index_t[:, :] target,
+                    const double[:, :] lse, floating[:, :, :] grad, const double[:, :] g,
+                    const double[::1] weight, double weight_sum, int64_t ignore_index,
+                    double smoothing, double z_loss, double softcap, int n_threads):
+    """Gradient alone against class indices, from the rows' log-sum-exp.
+
+    IN: x (N, C, D), target (N, D), lse (N, D), g (N, D), weight. OUT: grad (N, C, D).
+    """
+    cdef fs_xent_opts o = _opts(x.shape[1], weight, weight_sum, smoothing, z_loss, softcap)
+    cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner, r
+    cdef Rows xv = _rows(inner, &x.strides[0], sizeof(floating))
+    cdef Rows gv = _rows(inner, &grad.strides[0], sizeof(floating))
+    cdef const floating *xp = &x[0, 0, 0]
+    cdef floating *gp = &grad[0, 0, 0]
+    if n_threads > 1:
+        for r in prange(rows, nogil=True, schedule="static", num_threads=n_threads):
+            _xent_index_grad_row(&o, xp, &xv,
+                                 _label(target[r // inner, r % inner], ignore_index),
+                                 lse[r // inner, r % inner], g[r // inner, r % inner],
+                                 gp, &gv, r)
+    else:
+        with nogil:
+            for r in range(rows):
+                _xent_index_grad_row(&o, xp, &xv,
+                                     _label(target[r // inner, r % inner], ignore_index),
+                                     lse[r // inner, r % inner], g[r // inner, r % inner],
+                                     gp, &gv, r)
+
+
+cdef inline void _xent_prob_grad_row(const fs_xent_opts *o, const floating *x, const Rows *xv,
+                                     const floating *q, const Rows *qv, double lse, double g,
+                                     floating *grad, const Rows *gv,
+                                     Py_ssize_t r) noexcept nogil:
+    if floating is float:
+        fs_xent_prob_grad_f32(o, x + _offset(xv, r), xv.s1, q + _offset(qv, r), qv.s1, lse,
+                              g, grad + _offset(gv, r), gv.s1)
+    else:
+        fs_xent_prob_grad_f64(o, x + _offset(xv, r), xv.s1, q + _offset(qv, r), qv.s1, lse,
+                              g, grad + _offset(gv, r), gv.s1)
+
+
+def xent_prob_grad(const floating[:, :, :] x, const floating[:, :, :] q,
+                   const double[:, :] lse, floating[:, :, :] grad, const double[:, :] g,
+                   const double[::1] weight, double weight_sum,
+                   double smoothing, double z_loss, double softcap, int n_threads):
+    """Gradient alone against class probabilities, from the rows' log-sum-exp.
+
+    IN: x (N, C, D), q (N, C, D), lse (N, D), g (N, D), weight. OUT: grad (N, C, D).
+    """
+    cdef fs_xent_opts o = _opts(x.shape[1], weight, weight_sum, smoothing, z_loss, softcap)
+    cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner, r
+    cdef Rows xv = _rows(inner, &x.strides[0], sizeof(floating))
+    cdef Rows qv = _rows(inner, &q.strides[0], sizeof(floating))
+    cdef Rows gv = _rows(inner, &grad.strides[0], sizeof(floating))
+    cdef const floating *xp = &x[0, 0, 0]
+    cdef const floating *qp = &q[0, 0, 0]
+    cdef floating *gp = &grad[0, 0, 0]
+    if n_threads > 1:
+        for r in prange(rows, nogil=True, schedule="static", num_threads=n_threads):
+            _xent_prob_grad_row(&o, xp, &xv, qp, &qv, lse[r // inner, r % inner],
+                                g[r // inner, r % inner], gp, &gv, r)
+    else:
+        with nogil:
+            for r in range(rows):
+                _xent_prob_grad_row(&o, xp, &xv, qp, &qv, lse[r // inner, r % inner],
+                                    g[r // inner, r % inner], gp, &gv, r)

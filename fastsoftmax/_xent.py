@@ -1,0 +1,428 @@
+"""Softmax cross-entropy with torch.nn.functional.cross_entropy's semantics.
+
+Every check happens here, before a kernel runs; the kernels then make one
+fused sweep per row (loss, log-sum-exp and, when asked, the gradient).
+"""
+
+import numbers
+import operator
+
+import numpy as np
+
+from fastsoftmax import _kernels
+from fastsoftmax._layout import KERNEL_DTYPES, as_kernel_input, view3
+from fastsoftmax._threads import check_n_threads, threads_for
+
+__all__ = ["cross_entropy", "cross_entropy_with_grad", "cross_entropy_backward"]
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def cross_entropy(
+    input,
+    target,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    *,
+    z_loss=0.0,
+    softcap=None,
+    n_threads=None,
+):
+    """Cross-entropy between softmax(input) and target, as torch's ``cross_entropy``.
+
+    Parameters
+    ----------
+    input : array_like of shape (n_classes,), (n_samples, n_classes) or (n_samples, n_classes, d1, ..., dK)
+        Unnormalised scores (logits), float32 or float64. The class axis is
+        axis 1 when there is a batch axis.
+    target : array_like
+        Class indices of any integer dtype, of shape (), (n_samples,) or
+        (n_samples, d1, ..., dK); or class probabilities, a float array of
+        the input's shape.
+    weight : array_like of shape (n_classes,), optional
+        A rescaling weight for each class.
+    ignore_index : int, default=-100
+        A class index whose targets add nothing to the loss or the gradient
+        (class-index targets only).
+    reduction : {'mean', 'sum', 'none'}, default='mean'
+        'mean' divides the weighted sum by the sum of the target weights
+        (by the number of samples for probability targets); NaN when every
+        target is ignored.
+    label_smoothing : float in [0, 1], default=0.0
+        Mixes the target with the uniform distribution over classes.
+    z_loss : float >= 0, default=0.0
+        Adds ``z_loss * lse**2`` to each (not ignored) sample's loss, lse
+        being the sample's log-sum-exp; not scaled by the class weight.
+    softcap : float > 0, optional
+        Replaces the scores by ``softcap * tanh(input / softcap)`` first.
+    n_threads : int, optional
+        OpenMP threads to use; None follows ``OMP_NUM_THREADS`` and threadpoolctl.
+
+    Returns
+    -------
+    loss : scalar or ndarray of the input's dtype
+        A scalar for 'mean' and 'sum'; for 'none', an array of shape (),
+        (n_samples,) or (n_samples, d1, ..., dK).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastsoftmax import cross_entropy
+    >>> logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+    >>> round(float(cross_entropy(logits, np.array([0, 2]))), 6)
+    0.176437
+    """
+    call = _Call(input, target, weight, ignore_index, reduction, label_smoothing,
+                 z_loss, softcap, n_threads)
+    loss_rows, _ = call.forward(grad=None, g=call.grad_scale(None))
+    return call.reduce(loss_rows)
+
+
+def cross_entropy_with_grad(
+    input,
+    target,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    *,
+    z_loss=0.0,
+    softcap=None,
+    n_threads=None,
+    grad_output=None,
+    out=None,
+    inplace=False,
+    return_lse=False,
+):
+    """The loss of :func:`cross_entropy` and its gradient, in one sweep over the scores.
+
+    Parameters
+    ----------
+    input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, n_threads
+        As in :func:`cross_entropy`.
+    grad_output : float or array_like, optional
+        For 'mean' and 'sum' a scalar that scales the gradient (default 1).
+        For 'none' an array of the loss's shape: the gradient is then that of
+        ``sum(grad_output * loss)`` (default all ones).
+    out : ndarray, optional
+        C-contiguous array of the input's shape and dtype to write the
+        gradient into.
+    inplace : bool, default=False
+        Write the gradient over ``input`` (which must be a writable ndarray
+        of float32 or float64). Nothing of the input's size is allocated.
+    return_lse : bool, default=False
+        Also return the log-sum-exp of each sample's (softcapped) scores.
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        As :func:`cross_entropy`.
+    grad : ndarray of the input's shape and dtype
+        d loss / d input (``out`` or ``input`` when those were given).
+    lse : ndarray of the loss's shape ('none') and the input's dtype
+        Only with ``return_lse=True``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastsoftmax import cross_entropy_with_grad
+    >>> loss, grad = cross_entropy_with_grad(np.array([[0.0, 0.0]]), np.array([1]))
+    >>> grad
+    array([[ 0.5, -0.5]])
+    """
+    call = _Call(input, target, weight, ignore_index, reduction, label_smoothing,
+                 z_loss, softcap, n_threads)
+    grad = call.grad_buffer(out, inplace)
+    loss_rows, lse_rows = call.forward(grad=grad, g=call.grad_scale(grad_output))
+    result = (call.reduce(loss_rows), grad.result)
+    if return_lse:
+        result += (call.per_sample(lse_rows),)
+    return result
+
+
+def cross_entropy_backward(
+    input,
+    target,
+    lse,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    *,
+    z_loss=0.0,
+    softcap=None,
+    n_threads=None,
+    grad_output=None,
+    out=None,
+    inplace=False,
+):
+    """The gradient of :func:`cross_entropy` alone, from the ``lse`` a forward returned.
+
+    One read of the scores and one write of the gradient: for callers that
+    run the forward (``cross_entropy_with_grad(..., return_lse=True)`` or
+    their own) and the backward at different times.
+
+    Parameters
+    ----------
+    input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, n_threads
+        As in :func:`cross_entropy`.
+    lse : array_like of the loss's shape ('none')
+        Log-sum-exp of each sample's (softcapped) scores. A float32 ``lse``
+        carries float32 rounding into the probabilities (about
+        ``abs(lse) * 6e-8`` relative).
+    grad_output, out, inplace
+        As in :func:`cross_entropy_with_grad`.
+
+    Returns
+    -------
+    grad : ndarray of the input's shape and dtype
+    """
+    call = _Call(input, target, weight, ignore_index, reduction, label_smoothing,
+                 z_loss, softcap, n_threads)
+    lse = np.asarray(lse)
+    if lse.shape != call.loss_shape:
+        raise ValueError(f"lse has shape {lse.shape}, expected {call.loss_shape} "
+                         f"for input of shape {call.input_shape}")
+    if lse.dtype.kind not in "fiu":
+        raise TypeError(f"lse must be a real array, got dtype {lse.dtype}")
+    lse2 = np.asarray(lse, dtype=np.float64).reshape(call.n_outer, call.n_inner)
+    grad = call.grad_buffer(out, inplace)
+    call.backward(lse2, grad, call.grad_scale(grad_output))
+    return grad.result
+
+
+class _Grad:
+    """The gradient's destination: a kernel-ready 3-D view, and what to return."""
+
+    def __init__(self, view, result, copy_back=None):
+        self.view = view
+        self.result = result
+        self.copy_back = copy_back
+
+    def finish(self):
+        if self.copy_back is not None:
+            np.copyto(self.result, self.copy_back.reshape(self.result.shape))
+
+
+class _Call:
+    """One checked call: the input as rows, the target, weights and options."""
+
+    def __init__(self, input, target, weight, ignore_index, reduction, label_smoothing,
+                 z_loss, softcap, n_threads):
+        self.n_threads = check_n_threads(n_threads)
+        self.raw_input = input
+        x = np.asarray(input)
+        if x.dtype not in KERNEL_DTYPES and x.dtype.newbyteorder("=") not in KERNEL_DTYPES:
+            raise TypeError(f"input must be a float32 or float64 array, got dtype {x.dtype}")
+        if x.ndim == 0:
+            raise ValueError("input must have at least 1 dimension (the classes), got a 0-d array")
+        self.input_shape = x.shape
+        self.dtype = np.dtype(x.dtype.newbyteorder("="))
+        if x.ndim == 1:
+            self.n_outer, self.n_classes, self.n_inner = 1, x.shape[0], 1
+            self.loss_shape = ()
+        else:
+            self.n_outer, self.n_classes = x.shape[0], x.shape[1]
+            self.n_inner = int(np.prod(x.shape[2:], dtype=np.int64))
+            self.loss_shape = (x.shape[0],) + x.shape[2:]
+        if self.n_classes == 0:
+            raise ValueError(f"input has no classes: shape {x.shape}")
+        self.shape3 = (self.n_outer, self.n_classes, self.n_inner)
+        self.n_rows = self.n_outer * self.n_inner
+        x = as_kernel_input(x)
+        v = view3(x, self.shape3)
+        self.x3 = v if v is not None else np.ascontiguousarray(x).reshape(self.shape3)
+
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        self.reduction = reduction
+        self.smoothing = _real_in("label_smoothing", label_smoothing, 0.0, 1.0)
+        self.z_loss = _real_in("z_loss", z_loss, 0.0, np.inf)
+        self.softcap = 0.0 if softcap is None else _positive("softcap", softcap)
+        try:
+            self.ignore_index = operator.index(ignore_index)
+        except TypeError:
+            raise TypeError(f"ignore_index must be an int, got {ignore_index!r}") from None
+        self._set_weight(weight)
+        self._set_target(target)
+
+    # ------------------------------------------------------------------ checks
+
+    def _set_weight(self, weight):
+        if weight is None:
+            self.weight, self.weight_sum = None, float(self.n_classes)
+            return
+        w = np.asarray(weight)
+        if w.dtype.kind not in "fiu":
+            raise TypeError(f"weight must be a real array, got dtype {w.dtype}")
+        if w.shape != (self.n_classes,):
+            raise ValueError(f"weight has shape {w.shape}, expected ({self.n_classes},): "
+                             f"one weight per class of input of shape {self.input_shape}")
+        self.weight = np.ascontiguousarray(w, dtype=np.float64)
+        self.weight_sum = float(self.weight.sum())
+
+    def _set_target(self, target):
+        t = np.asarray(target)
+        if t.dtype.kind in "iu":
+            if t.shape != self.loss_shape:
+                raise ValueError(f"target has shape {t.shape}, expected {self.loss_shape} "
+                                 f"for input of shape {self.input_shape}")
+            self._check_labels(t)
+            self.probs = False
+            t = t.astype(t.dtype.newbyteorder("="), copy=False)
+            self.t2 = t.reshape(self.n_outer, self.n_inner)
+        elif t.dtype.kind == "f":
+            if t.shape != self.input_shape:
+                raise ValueError(f"target of class probabilities has shape {t.shape}, "
+                                 f"expected the input's shape {self.input_shape}")
+            if self.ignore_index >= 0:
+                raise ValueError("ignore_index is not supported for class-probability "
+                                 f"targets (got ignore_index={self.ignore_index})")
+            self.probs = True
+            q = as_kernel_input(t.astype(self.dtype, copy=False))
+            v = view3(q, self.shape3)
+            self.q3 = v if v is not None else np.ascontiguousarray(q).reshape(self.shape3)
+        else:
+            raise TypeError("target must hold class indices (an integer dtype) or class "
+                            f"probabilities (a float dtype), got dtype {t.dtype}")
+
+    def _check_labels(self, t):
+        kept = t != self.ignore_index
+        bad = kept & ((t < 0) | (t >= self.n_classes))
+        if bad.any():
+            pos = tuple(int(i) for i in np.argwhere(bad)[0])
+            where = f" at position {pos}" if t.ndim else ""
+            raise IndexError(f"target {t[pos]} is out of bounds for {self.n_classes} "
+                             f"classes{where} (ignore_index={self.ignore_index})")
+        self.kept = kept
+
+    # ------------------------------------------------------------ reductions
+
+    def denominator(self):
+        """What 'mean' divides by."""
+        if self.probs:
+            return float(self.n_rows)
+        if self.weight is None:
+            return float(np.count_nonzero(self.kept))
+        return float(self.weight[self.t2.reshape(-1)[self.kept.reshape(-1)]].sum())
+
+    def grad_scale(self, grad_output):
+        """Per-row scale of the gradient, as an (outer, inner) float64 array."""
+        shape2 = (self.n_outer, self.n_inner)
+        if self.reduction == "none":
+            if grad_output is None:
+                return np.broadcast_to(np.float64(1.0), shape2)
+            g = np.asarray(grad_output, dtype=np.float64)
+            if g.shape != self.loss_shape:
+                raise ValueError(f"grad_output has shape {g.shape}, expected the loss's "
+                                 f"shape {self.loss_shape} for reduction='none'")
+            return np.ascontiguousarray(g).reshape(shape2)
+        g = 1.0 if grad_output is None else grad_output
+        if np.ndim(g) != 0:
+            raise ValueError(f"grad_output must be a scalar for reduction="
+                             f"'{self.reduction}', got shape {np.shape(g)}")
+        g = float(g)
+        if self.reduction == "mean":
+            d = self.denominator()
+            g = g / d if d != 0 else 0.0  # all targets ignored: the gradient is 0
+        return np.broadcast_to(np.float64(g), shape2)
+
+    def reduce(self, loss_rows):
+        if self.reduction == "none":
+            return self.per_sample(loss_rows)
+        total = float(np.sum(loss_rows))
+        if self.reduction == "mean":
+            d = self.denominator()
+            total = total / d if d != 0 else np.nan
+        return self.dtype.type(total)
+
+    def per_sample(self, rows):
+        return rows.astype(self.dtype).reshape(self.loss_shape)
+
+    # ------------------------------------------------------------------ kernels
+
+    def grad_buffer(self, out, inplace):
+        if inplace and out is not None:
+            raise ValueError("give either out= or inplace=True, not both")
+        if inplace:
+            x = self.raw_input
+            if not isinstance(x, np.ndarray) or x.dtype != self.dtype:
+                raise TypeError("inplace=True needs input to be a float32 or float64 "
+                                "numpy.ndarray in native byte order")
+            if not x.flags.writeable:
+                raise ValueError("inplace=True needs a writable input; this one is read-only")
+            v = view3(x, self.shape3)
+            if v is not None:
+                return _Grad(v, x)
+            tmp = np.empty(self.shape3, dtype=self.dtype)
+            return _Grad(tmp, x, copy_back=tmp)
+        if out is not None:
+            if not isinstance(out, np.ndarray):
+                raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+            if out.shape != self.input_shape:
+                raise ValueError(f"out has shape {out.shape}, expected the input's shape "
+                                 f"{self.input_shape}")
+            if out.dtype != self.dtype:
+                raise TypeError(f"out has dtype {out.dtype}, expected {self.dtype}")
+            if not out.flags.c_contiguous:
+                raise ValueError("out must be C-contiguous")
+            if not out.flags.writeable:
+                raise ValueError("out is read-only")
+            return _Grad(out.reshape(self.shape3), out)
+        grad = np.empty(self.input_shape, dtype=self.dtype)
+        return _Grad(grad.reshape(self.shape3), grad)
+
+    def _common(self):
+        return (self.weight, self.weight_sum)
+
+    def _options(self):
+        return (self.smoothing, self.z_loss, self.softcap,
+                threads_for(self.n_threads, self.n_rows * self.n_classes))
+
+    def forward(self, grad, g):
+        """Run the fused kernel; returns per-row loss and lse (float64)."""
+        loss = np.zeros(self.n_rows, dtype=np.float64)
+        lse = np.zeros(self.n_rows, dtype=np.float64)
+        if self.n_rows:
+            gv = None if grad is None else grad.view
+            if self.probs:
+                _kernels.xent_prob(self.x3, self.q3, gv, loss, lse, g, *self._common(),
+                                   *self._options())
+            else:
+                _kernels.xent_index(self.x3, self.t2, gv, loss, lse, g, *self._common(),
+                                    self.ignore_index, *self._options())
+        if grad is not None:
+            grad.finish()
+        return loss, lse
+
+    def backward(self, lse2, grad, g):
+        if self.n_rows:
+            if self.probs:
+                _kernels.xent_prob_grad(self.x3, self.q3, lse2, grad.view, g, *self._common(),
+                                        *self._options())
+            else:
+                _kernels.xent_index_grad(self.x3, self.t2, lse2, grad.view, g,
+                                         *self._common(), self.ignore_index, *self._options())
+        grad.finish()
+
+
+def _real(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    return float(value)
+
+
+def _real_in(name, value, lo, hi):
+    v = _real(name, value)
+    if not lo <= v <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {v}")
+    return v
+
+
+def _positive(name, value):
+    v = _real(name, value)
+    if not (v > 0 and np.isfinite(v)):
+        raise ValueError(f"{name} must be a positive finite number, got {v}")
+    return v
