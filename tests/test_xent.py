@@ -1,0 +1,333 @@
+"""The fused cross-entropy kernels against the float64 NumPy reference."""
+
+import itertools
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import fastsoftmax as fs
+from fastsoftmax import reference
+
+DTYPES = [np.float32, np.float64]
+# (loss rtol, gradient rtol). The gradient's atol is rtol times its largest entry;
+# losses and lse get an atol of rtol / 10, the rounding of float exps summed near 1
+# (a loss or lse close to 0 is a difference of terms of order 1).
+TOL = {np.float32: (1e-6, 1e-5), np.float64: (1e-12, 1e-12)}
+
+
+def make_case(rng, shape, dtype, target_kind="int64", weighted=False, ignore=False,
+              scale=3.0):
+    """Scores, target and weight for an input of ``shape`` (class axis 1, or 0 if 1-D)."""
+    x = (scale * rng.standard_normal(shape)).astype(dtype)
+    n_classes = shape[0] if len(shape) == 1 else shape[1]
+    sample_shape = () if len(shape) == 1 else (shape[0],) + shape[2:]
+    if target_kind == "prob":
+        q = rng.random(shape)
+        axis = 0 if len(shape) == 1 else 1
+        target = (q / q.sum(axis=axis, keepdims=True)).astype(dtype)
+    else:
+        target = rng.integers(0, n_classes, size=sample_shape).astype(target_kind)
+        if ignore and target.size > 1:
+            target.reshape(-1)[:: max(2, target.size // 3)] = 3
+    weight = rng.random(n_classes) + 0.5 if weighted else None
+    return x, target, weight
+
+
+def check_close(actual, expected, dtype, grad=False):
+    rtol = TOL[dtype][1 if grad else 0]
+    expected = np.asarray(expected, dtype=np.float64)
+    finite = expected[np.isfinite(expected)]
+    atol = rtol * (np.max(np.abs(finite)) if finite.size else 0.0) if grad else rtol / 10
+    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), expected, rtol=rtol,
+                               atol=atol, equal_nan=True)
+
+
+FEATURES = [
+    dict(),
+    dict(weighted=True),
+    dict(ignore=True),
+    dict(label_smoothing=0.1),
+    dict(weighted=True, ignore=True, label_smoothing=0.2),
+    dict(z_loss=1e-2),
+    dict(softcap=4.0),
+    dict(weighted=True, ignore=True, label_smoothing=0.1, z_loss=1e-3, softcap=5.0),
+]
+SHAPES = [(7,), (6, 5), (4, 5, 3), (3, 4, 2, 3)]
+
+
+def split(feature):
+    case = {k: feature[k] for k in ("weighted", "ignore") if k in feature}
+    kwargs = {k: v for k, v in feature.items() if k not in case}
+    return case, kwargs
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize(
+    "target_kind, feature",
+    # ignore_index does not apply to probability targets.
+    [(k, f) for k in ["int64", "int32", "uint8", "prob"] for f in FEATURES
+     if not (k == "prob" and f.get("ignore"))],
+    ids=lambda v: v if isinstance(v, str) else "-".join(v) or "plain",
+)
+def test_matches_reference(dtype, shape, target_kind, reduction, feature):
+    rng = np.random.default_rng(zlib.crc32(repr((shape, target_kind, reduction, feature)).encode()))
+    case, kwargs = split(feature)
+    x, target, weight = make_case(rng, shape, dtype, target_kind, **case)
+    ignore_index = 3 if case.get("ignore") else -100
+    args = (x, target, weight, ignore_index, reduction)
+    x_before, t_before = x.copy(), target.copy()
+
+    loss, grad, lse = fs.cross_entropy_with_grad(*args, return_lse=True, **kwargs)
+    ref_loss, ref_grad, ref_lse = reference.cross_entropy_with_grad(*args, **kwargs)
+
+    check_close(loss, ref_loss, dtype)
+    check_close(grad, ref_grad, dtype, grad=True)
+    check_close(lse, ref_lse, dtype)
+    assert grad.dtype == dtype and grad.shape == x.shape
+    assert np.asarray(loss).dtype == dtype and lse.dtype == dtype
+    assert np.shape(loss) == np.shape(ref_loss)
+    assert isinstance(loss, np.ndarray) == (reduction == "none")
+    # The forward alone gives the same loss; the inputs are untouched.
+    forward = fs.cross_entropy(*args, **kwargs)
+    np.testing.assert_array_equal(forward, loss)
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(target, t_before)
+    # The backward from the returned lse gives the fused gradient.
+    back = fs.cross_entropy_backward(x, target, lse, weight, ignore_index, reduction, **kwargs)
+    check_close(back, ref_grad, dtype, grad=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_grad_output(dtype, reduction):
+    rng = np.random.default_rng(5)
+    x, target, weight = make_case(rng, (8, 6), dtype, weighted=True)
+    g = rng.standard_normal(8) if reduction == "none" else 2.5
+    _, grad = fs.cross_entropy_with_grad(x, target, weight, reduction=reduction,
+                                         grad_output=g)
+    _, ref_grad, _ = reference.cross_entropy_with_grad(x, target, weight, reduction=reduction,
+                                                       grad_output=g)
+    check_close(grad, ref_grad, dtype, grad=True)
+    back = fs.cross_entropy_backward(
+        x, target, fs.cross_entropy_with_grad(x, target, return_lse=True)[2], weight,
+        reduction=reduction, grad_output=g)
+    check_close(back, ref_grad, dtype, grad=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_large_logits_precision(dtype):
+    """float32 keeps 1e-6 on the loss and 1e-5 on the gradient for logits up to 1e4."""
+    rng = np.random.default_rng(11)
+    for shape in [(64, 10), (16, 1000), (2, 32000)]:
+        x = rng.uniform(-1e4, 1e4, size=shape).astype(dtype)
+        # Put a few scores next to the maximum so the softmax is not one-hot.
+        top = x.max(axis=1, keepdims=True)
+        x[:, :3] = top - rng.uniform(0, 3, size=(shape[0], 3)).astype(dtype)
+        target = rng.integers(0, 3, size=shape[0])
+        loss, grad = fs.cross_entropy_with_grad(x, target, reduction="none")
+        ref_loss, ref_grad, _ = reference.cross_entropy_with_grad(x, target, reduction="none")
+        check_close(loss, ref_loss, dtype)
+        check_close(grad, ref_grad, dtype, grad=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("feature", FEATURES + [dict(target_kind="prob", label_smoothing=0.1,
+                                                     z_loss=1e-2, softcap=3.0, weighted=True)],
+                         ids=lambda f: "-".join(f) or "plain")
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_finite_differences(dtype, feature, reduction):
+    """4th-order central differences of the kernel's own loss, one score at a time."""
+    feature = dict(feature)
+    kind = feature.pop("target_kind", "int64")
+    case, kwargs = split(feature)
+    rng = np.random.default_rng(3)
+    x, target, weight = make_case(rng, (3, 4, 2), np.float64, kind, **case)
+    ignore_index = 3 if case.get("ignore") else -100
+    g = rng.standard_normal((3, 2)) if reduction == "none" else 1.0
+
+    def f(z):
+        loss = fs.cross_entropy(z.astype(dtype), target, weight, ignore_index, reduction,
+                                **kwargs)
+        return float(np.sum(np.asarray(loss, dtype=np.float64) * g))
+
+    x = x.astype(dtype).astype(np.float64)
+    _, grad = fs.cross_entropy_with_grad(x.astype(dtype), target, weight, ignore_index,
+                                         reduction, grad_output=g, **kwargs)
+    h = 1e-3 if dtype == np.float64 else 3e-2
+    numeric = np.zeros_like(x)
+    for idx in itertools.product(*map(range, x.shape)):
+        e = np.zeros_like(x)
+        e[idx] = h
+        numeric[idx] = (-f(x + 2 * e) + 8 * f(x + e) - 8 * f(x - e) + f(x - 2 * e)) / (12 * h)
+    tol = 1e-7 if dtype == np.float64 else 2e-3
+    np.testing.assert_allclose(grad, numeric, rtol=tol, atol=tol)
+
+
+def test_special_values_follow_torch():
+    x = np.array([
+        [1.0, -np.inf, 2.0, 0.5],       # masked class
+        [-np.inf, 1.0, 2.0, 0.5],       # target masked: infinite loss
+        [np.nan, 1.0, 2.0, 0.5],        # NaN row
+        [-np.inf, -np.inf, -np.inf, -np.inf],  # nothing left: NaN
+    ])
+    target = np.array([0, 0, 1, 2])
+    loss, grad = fs.cross_entropy_with_grad(x, target, reduction="none")
+    assert np.isfinite(loss[0]) and np.all(np.isfinite(grad[0])) and grad[0, 1] == 0
+    assert loss[1] == np.inf and np.all(np.isfinite(grad[1]))
+    assert np.isnan(loss[2]) and np.all(np.isnan(grad[2]))
+    assert np.isnan(loss[3]) and np.all(np.isnan(grad[3]))
+    ref_loss, ref_grad, _ = reference.cross_entropy_with_grad(x, target, reduction="none")
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-12, atol=1e-15, equal_nan=True)
+
+
+def test_all_ignored_mean_is_nan_with_zero_grad():
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    target = np.full(4, -100)
+    loss, grad = fs.cross_entropy_with_grad(x, target)
+    assert np.isnan(loss)
+    assert np.array_equal(grad, np.zeros_like(x))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_out_and_inplace_share_memory(dtype):
+    rng = np.random.default_rng(1)
+    x, target, _ = make_case(rng, (16, 10), dtype)
+    _, expected = fs.cross_entropy_with_grad(x, target)
+
+    out = np.empty_like(x)
+    _, grad = fs.cross_entropy_with_grad(x, target, out=out)
+    assert grad is out and np.array_equal(out, expected)
+
+    x_inplace = x.copy()
+    _, grad = fs.cross_entropy_with_grad(x_inplace, target, inplace=True)
+    assert grad is x_inplace and np.array_equal(grad, expected)
+
+    x_back = x.copy()
+    lse = fs.cross_entropy_with_grad(x, target, return_lse=True)[2]
+    grad = fs.cross_entropy_backward(x_back, target, lse, inplace=True)
+    assert grad is x_back
+    check_close(grad, expected, dtype, grad=True)
+
+
+def test_inplace_on_strided_and_kdim_input():
+    rng = np.random.default_rng(2)
+    base = rng.standard_normal((6, 5, 4))
+    x = base[:, :, ::2]  # no 3-D view without a copy of the strided trailing axis
+    target = rng.integers(0, 5, size=(6, 2))
+    _, expected = fs.cross_entropy_with_grad(x.copy(), target)
+    _, grad = fs.cross_entropy_with_grad(x, target, inplace=True)
+    assert grad is x
+    np.testing.assert_allclose(base[:, :, ::2], expected, rtol=1e-13)
+
+
+@pytest.mark.parametrize("layout", ["fortran", "transposed", "sliced", "negative"])
+def test_strided_inputs(layout):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((12, 9))
+    x = {"fortran": np.asfortranarray(x), "transposed": x.T.copy().T,
+         "sliced": rng.standard_normal((24, 18))[::2, ::2], "negative": x[::-1, ::-1]}[layout]
+    target = rng.integers(0, 9, size=12)
+    loss, grad = fs.cross_entropy_with_grad(x, target, label_smoothing=0.1)
+    ref_loss, ref_grad, _ = reference.cross_entropy_with_grad(x, target, label_smoothing=0.1)
+    check_close(loss, ref_loss, np.float64)
+    check_close(grad, ref_grad, np.float64, grad=True)
+
+
+def test_readonly_and_memmap_inputs(tmp_path):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((10, 7)).astype(np.float32)
+    path = tmp_path / "x.dat"
+    x.tofile(path)
+    mm = np.memmap(path, dtype=np.float32, mode="r", shape=(10, 7))
+    target = rng.integers(0, 7, size=10)
+    target.setflags(write=False)
+    loss, grad = fs.cross_entropy_with_grad(mm, target)
+    ref_loss, ref_grad, _ = reference.cross_entropy_with_grad(x, target)
+    check_close(loss, ref_loss, np.float32)
+    check_close(grad, ref_grad, np.float32, grad=True)
+    with pytest.raises(ValueError, match="read-only"):
+        fs.cross_entropy_with_grad(mm, target, inplace=True)
+
+
+@pytest.mark.parametrize("kind", ["index", "prob"])
+def test_threads_give_identical_results(kind):
+    rng = np.random.default_rng(7)
+    x, target, weight = make_case(rng, (512, 300), np.float32,
+                                  "prob" if kind == "prob" else "int64", weighted=True)
+    kw = dict(label_smoothing=0.1, z_loss=1e-3, reduction="sum")
+    one = fs.cross_entropy_with_grad(x, target, weight, n_threads=1, **kw)
+    two = fs.cross_entropy_with_grad(x, target, weight, n_threads=2, **kw)
+    assert one[0] == two[0]
+    assert np.array_equal(one[1], two[1])
+
+
+def test_bad_arguments():
+    x = np.zeros((4, 3))
+    t = np.array([0, 1, 2, 1])
+    with pytest.raises(IndexError, match=r"target 5 .* at position \(2,\)"):
+        fs.cross_entropy(x, np.array([0, 1, 5, 1]))
+    with pytest.raises(IndexError, match="target -1"):
+        fs.cross_entropy(x, np.array([0, -1, 2, 1]))
+    with pytest.raises(ValueError, match=r"\(3,\).*\(4,\)"):
+        fs.cross_entropy(x, t[:3])
+    with pytest.raises(TypeError, match="float32 or float64"):
+        fs.cross_entropy(x.astype(np.int64), t)
+    with pytest.raises(TypeError, match="target"):
+        fs.cross_entropy(x, t.astype(bool))
+    with pytest.raises(ValueError, match="weight"):
+        fs.cross_entropy(x, t, weight=np.ones(4))
+    with pytest.raises(ValueError, match="reduction"):
+        fs.cross_entropy(x, t, reduction="avg")
+    with pytest.raises(ValueError, match="label_smoothing"):
+        fs.cross_entropy(x, t, label_smoothing=1.5)
+    with pytest.raises(ValueError, match="softcap"):
+        fs.cross_entropy(x, t, softcap=0.0)
+    with pytest.raises(ValueError, match="ignore_index"):
+        fs.cross_entropy(x, np.full((4, 3), 1 / 3), ignore_index=0)
+    with pytest.raises(ValueError, match="n_threads"):
+        fs.cross_entropy(x, t, n_threads=0)
+    with pytest.raises(TypeError, match="n_threads"):
+        fs.cross_entropy(x, t, n_threads=1.5)
+    with pytest.raises(ValueError, match="out has shape"):
+        fs.cross_entropy_with_grad(x, t, out=np.empty((3, 4)))
+    with pytest.raises(TypeError, match="out has dtype"):
+        fs.cross_entropy_with_grad(x, t, out=np.empty((4, 3), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        fs.cross_entropy_with_grad(x, t, out=np.empty((3, 4)).T)
+    with pytest.raises(ValueError, match="grad_output"):
+        fs.cross_entropy_with_grad(x, t, grad_output=np.ones(4))
+    with pytest.raises(ValueError, match="lse"):
+        fs.cross_entropy_backward(x, t, np.zeros(3))
+
+
+# ------------------------------------------------------------------ properties
+
+scores = hnp.arrays(
+    dtype=st.sampled_from([np.float32, np.float64]),
+    shape=hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=40),
+    elements=st.floats(-50, 50, width=32),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(x=scores, seed=st.integers(0, 2**32 - 1), shift=st.floats(-100, 100, width=32))
+def test_properties(x, seed, shift):
+    rng = np.random.default_rng(seed)
+    target = rng.integers(0, x.shape[1], size=x.shape[0])
+    loss, grad = fs.cross_entropy_with_grad(x, target, reduction="none")
+    assert np.all(loss >= 0)
+    tol = 1e-5 if x.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(grad.sum(axis=1), 0, atol=tol * x.shape[1])
+    # Shifting a row by a constant changes neither loss nor gradient.
+    shifted = (x.astype(np.float64) + np.float64(shift)).astype(x.dtype)
+    if np.array_equal(shifted - x.dtype.type(shift), x):  # the shift was exact
+        loss2, grad2 = fs.cross_entropy_with_grad(shifted, target, reduction="none")
+        np.testing.assert_allclose(loss2, loss, rtol=tol * 10, atol=tol * 10)
+        np.testing.assert_allclose(grad2, grad, rtol=tol * 10, atol=tol * 10)
