@@ -11,6 +11,20 @@
 #define FS_INLINE static inline __attribute__((always_inline))
 #endif
 
+/* Runtime dispatch: on x86-64 with GCC and glibc (ifunc), each public kernel is
+ * compiled three times, for AVX-512, for AVX2 + FMA and for the x86-64
+ * baseline, and the loader picks the best one the CPU runs. One binary is
+ * then fast on new CPUs and still runs on old ones. Elsewhere (musl, clang,
+ * MSVC, arm64) the kernels are built for the target's baseline only. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) \
+    && !defined(FS_NO_DISPATCH)
+#define FS_DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define FS_HAVE_DISPATCH 1
+#else
+#define FS_DISPATCH
+#define FS_HAVE_DISPATCH 0
+#endif
+
 #define FS_T float
 #define FS_SUF f32
 #define FS_EXP fs_exp_f32
@@ -47,10 +61,17 @@ const char *fs_compiler(void)
 #endif
 }
 
-/* The instruction sets the kernels were compiled for (the baseline of the target). */
+/* The instruction set the kernels run with on this CPU. */
 const char *fs_simd(void)
 {
-#if defined(__AVX512F__)
+#if FS_HAVE_DISPATCH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4"))
+        return "AVX512 (x86-64-v4, runtime dispatch)";
+    if (__builtin_cpu_supports("x86-64-v3"))
+        return "AVX2+FMA (x86-64-v3, runtime dispatch)";
+    return "SSE2 (x86-64 baseline, runtime dispatch)";
+#elif defined(__AVX512F__)
     return "AVX512F";
 #elif defined(__AVX2__)
     return "AVX2";

@@ -18,28 +18,35 @@
 #include <stdint.h>
 #include <string.h>
 
-static inline float fs_bits_to_f32(int32_t i)
+/* Always inlined: an out-of-line call inside a loop stops it vectorising. */
+#if defined(_MSC_VER)
+#define FS_MATH_INLINE static __forceinline
+#else
+#define FS_MATH_INLINE static inline __attribute__((always_inline))
+#endif
+
+FS_MATH_INLINE float fs_bits_to_f32(int32_t i)
 {
     float f;
     memcpy(&f, &i, sizeof f);
     return f;
 }
 
-static inline double fs_bits_to_f64(int64_t i)
+FS_MATH_INLINE double fs_bits_to_f64(int64_t i)
 {
     double d;
     memcpy(&d, &i, sizeof d);
     return d;
 }
 
-static inline int64_t fs_f64_to_bits(double d)
+FS_MATH_INLINE int64_t fs_f64_to_bits(double d)
 {
     int64_t i;
     memcpy(&i, &d, sizeof i);
     return i;
 }
 
-static inline float fs_exp_f32(float x)
+FS_MATH_INLINE float fs_exp_f32(float x)
 {
     const float hi = 88.72283935546875f;  /* above: +inf            */
     const float lo = -103.97208404541016f; /* below: 0 (round down) */
@@ -77,7 +84,7 @@ static inline float fs_exp_f32(float x)
     return x != x ? x : y;
 }
 
-static inline double fs_exp_f64(double x)
+FS_MATH_INLINE double fs_exp_f64(double x)
 {
     const double hi = 709.782712893383973;
     const double lo = -745.1332191019412;

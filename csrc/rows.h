@@ -65,7 +65,7 @@ FS_INLINE void FS_LOCAL(softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y
         y[i * ys] = FS_EXP(x[i * xs] - m) * r;
 }
 
-void FS_PUBLIC(softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y, fs_index ys)
+FS_DISPATCH void FS_PUBLIC(softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y, fs_index ys)
 {
     if (xs == 1 && ys == 1)
         FS_LOCAL(softmax)(x, n, 1, y, 1);
@@ -84,7 +84,7 @@ FS_INLINE void FS_LOCAL(log_softmax)(const FS_T *x, fs_index n, fs_index xs, FS_
         y[i * ys] = (x[i * xs] - shift) - log_s;
 }
 
-void FS_PUBLIC(log_softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y, fs_index ys)
+FS_DISPATCH void FS_PUBLIC(log_softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y, fs_index ys)
 {
     if (xs == 1 && ys == 1)
         FS_LOCAL(log_softmax)(x, n, 1, y, 1);
@@ -112,7 +112,7 @@ FS_INLINE FS_T FS_LOCAL(logsumexp)(const FS_T *x, fs_index n, fs_index xs)
     return (FS_T)(log1p(rest / k) + log(k) + (double)m);
 }
 
-FS_T FS_PUBLIC(logsumexp)(const FS_T *x, fs_index n, fs_index xs)
+FS_DISPATCH FS_T FS_PUBLIC(logsumexp)(const FS_T *x, fs_index n, fs_index xs)
 {
     return xs == 1 ? FS_LOCAL(logsumexp)(x, n, 1) : FS_LOCAL(logsumexp)(x, n, xs);
 }
@@ -244,7 +244,7 @@ FS_INLINE double FS_LOCAL(xent_index)(const fs_xent_opts *o, const FS_T *x,
     return loss;
 }
 
-double FS_PUBLIC(xent_index)(const fs_xent_opts *o, const FS_T *x, fs_index xs, int64_t target,
+FS_DISPATCH double FS_PUBLIC(xent_index)(const fs_xent_opts *o, const FS_T *x, fs_index xs, int64_t target,
                              double g, FS_T *grad, fs_index gs, double *lse_out)
 {
     if (o->softcap != 0.0)
@@ -266,7 +266,7 @@ FS_INLINE void FS_LOCAL(xent_index_grad)(const fs_xent_opts *o, const FS_T *x,
         FS_LOCAL(index_grad)(o, x, xs, t, (FS_T)lse, 1.0, lse, g, grad, gs, capped);
 }
 
-void FS_PUBLIC(xent_index_grad)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
+FS_DISPATCH void FS_PUBLIC(xent_index_grad)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
                                 int64_t target, double lse, double g, FS_T *grad, fs_index gs)
 {
     if (o->softcap != 0.0)
@@ -349,7 +349,7 @@ FS_INLINE double FS_LOCAL(xent_prob)(const fs_xent_opts *o, const FS_T *x, fs_in
     return loss;
 }
 
-double FS_PUBLIC(xent_prob)(const fs_xent_opts *o, const FS_T *x, fs_index xs, const FS_T *q,
+FS_DISPATCH double FS_PUBLIC(xent_prob)(const fs_xent_opts *o, const FS_T *x, fs_index xs, const FS_T *q,
                             fs_index qs, double g, FS_T *grad, fs_index gs, double *lse_out)
 {
     if (o->softcap != 0.0)
@@ -373,7 +373,7 @@ FS_INLINE void FS_LOCAL(xent_prob_grad)(const fs_xent_opts *o, const FS_T *x,
                         (FS_T)(g * (mass + 2.0 * o->z_loss * lse)), g, grad, gs, capped);
 }
 
-void FS_PUBLIC(xent_prob_grad)(const fs_xent_opts *o, const FS_T *x, fs_index xs, const FS_T *q,
+FS_DISPATCH void FS_PUBLIC(xent_prob_grad)(const fs_xent_opts *o, const FS_T *x, fs_index xs, const FS_T *q,
                                fs_index qs, double lse, double g, FS_T *grad, fs_index gs)
 {
     if (o->softcap != 0.0)

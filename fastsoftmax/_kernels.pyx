@@ -146,7 +146,9 @@ cdef fs_xent_opts _opts(Py_ssize_t n_classes, const double[::1] weight, double w
     o.smoothing = smoothing
     o.z_loss = z_loss
     o.softcap = softcap
-    o.weight = NULL if weight is None else &weight[0]
+    o.weight = NULL
+    if weight is not None:
+        o.weight = &weight[0]
     o.weight_sum = weight_sum
     return o
 
