@@ -235,8 +235,10 @@ FS_INLINE double FS_LOCAL(xent_index)(const fs_xent_opts *o, const FS_T *x,
     }
     if (o->z_loss != 0.0)
         loss += o->z_loss * lse * lse;
+    if (m == (FS_T)INFINITY) /* log-softmax of a row holding +inf is NaN, as in torch */
+        loss = NAN;
     if (grad) {
-        if (m == (FS_T)INFINITY) /* softmax of a row holding +inf is undefined */
+        if (m == (FS_T)INFINITY)
             FS_LOCAL(fill)(grad, n, gs, (FS_T)NAN);
         else
             FS_LOCAL(index_grad)(o, x, xs, t, shift, s, lse, g, grad, gs, capped);
@@ -338,6 +340,8 @@ FS_INLINE double FS_LOCAL(xent_prob)(const fs_xent_opts *o, const FS_T *x, fs_in
     double loss = mass * log_s + gap;
     if (o->z_loss != 0.0)
         loss += o->z_loss * lse * lse;
+    if (m == (FS_T)INFINITY)
+        loss = NAN;
     if (grad) {
         if (m == (FS_T)INFINITY)
             FS_LOCAL(fill)(grad, n, gs, (FS_T)NAN);

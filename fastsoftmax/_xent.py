@@ -326,7 +326,8 @@ class _Call:
         g = float(g)
         if self.reduction == "mean":
             d = self.denominator()
-            g = g / d if d != 0 else 0.0  # all targets ignored: the gradient is 0
+            # Zero total weight: NaN, as torch (rows of ignored targets stay 0).
+            g = g / d if d != 0 else np.nan
         return np.broadcast_to(np.float64(g), shape2)
 
     def reduce(self, loss_rows):

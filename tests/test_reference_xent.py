@@ -28,7 +28,7 @@ cross_entropy = reference.cross_entropy
 cross_entropy_with_grad = reference.cross_entropy_with_grad
 
 RTOL = 1e-12
-ATOL = 1e-15
+ATOL = 1e-14
 
 # Input shapes with C = 5 classes on axis 1 (axis 0 for 1-D input).
 SHAPES = [(5,), (4, 5), (3, 5, 4), (2, 5, 3, 2)]
@@ -129,7 +129,7 @@ def _torch_oracle(x, target, weight=None, ignore_index=-100, reduction="mean",
 
 
 def _check_against_torch(x, target, **kwargs):
-    """Compare loss, gradient and lse with torch; return the max abs diffs."""
+    """Compare loss, gradient and lse (values, types, shapes) with torch."""
     grad_output = kwargs.pop("grad_output", None)
     loss, grad, lse = cross_entropy_with_grad(x, target, grad_output=grad_output, **kwargs)
     t_loss, t_grad, t_lse = _torch_oracle(x, target, grad_output=grad_output, **kwargs)
@@ -328,16 +328,16 @@ def test_ignored_non_finite_row(reduction, label_smoothing):
     must match torch.
     """
     x = np.array([[0.3, 0.1, 1.2], [np.nan, 0.0, 1.0], [-np.inf, -np.inf, -np.inf],
-                  [1.0, -1.0, 0.5]])
-    target = np.array([1, -100, -100, 0])
+                  [0.0, np.inf, 1.0], [1.0, -1.0, 0.5]])
+    target = np.array([1, -100, -100, -100, 0])
     loss, grad, lse = cross_entropy_with_grad(x, target, reduction=reduction,
                                               label_smoothing=label_smoothing)
     t_loss, t_grad, t_lse = _torch_oracle(x, target, reduction=reduction,
                                           label_smoothing=label_smoothing)
     np.testing.assert_allclose(loss, t_loss, rtol=RTOL, atol=ATOL)
     assert np.all(np.isfinite(loss))
-    np.testing.assert_array_equal(grad[1:3], 0.0)
-    np.testing.assert_allclose(grad[[0, 3]], t_grad[[0, 3]], rtol=RTOL, atol=ATOL)
+    np.testing.assert_array_equal(grad[1:4], 0.0)
+    np.testing.assert_allclose(grad[[0, 4]], t_grad[[0, 4]], rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(lse, t_lse, rtol=RTOL, atol=ATOL)
 
 
@@ -507,6 +507,10 @@ def test_exact_probability_target():
     loss, grad, _ = cross_entropy_with_grad(x, np.array([0.3, 0.7]), weight=[2.0, 1.0])
     assert loss == pytest.approx(1.3 * LOG2, rel=1e-15)
     np.testing.assert_allclose(grad, [0.05, -0.05], rtol=1e-13)
+    # Smoothing by 1/2 over 2 classes turns (1, 0) into (3/4, 1/4).
+    loss, grad, _ = cross_entropy_with_grad(x, np.array([1.0, 0.0]), label_smoothing=0.5)
+    assert loss == pytest.approx(LOG2, rel=1e-15)
+    np.testing.assert_allclose(grad, [-0.25, 0.25], rtol=1e-15)
     # The mean divides by the number of samples, not by the weights.
     loss = cross_entropy(np.zeros((2, 2)), np.array([[0.3, 0.7], [1.0, 0.0]]),
                          weight=[2.0, 1.0])
@@ -519,6 +523,20 @@ def test_exact_masked_class():
     assert loss == pytest.approx(LOG2, rel=1e-15)
     np.testing.assert_array_equal(grad, [-0.5, 0.0, 0.5])
     assert cross_entropy(x, np.int64(1)) == np.inf
+
+
+def test_exact_infinite_rows():
+    # All scores -inf: no distribution at all, NaN; the lse is -inf.
+    loss, grad, lse = cross_entropy_with_grad(np.full(3, -np.inf), np.int64(0))
+    assert np.isnan(loss) and np.all(np.isnan(grad)) and lse == -np.inf
+    # A +inf score: inf / inf, NaN for the whole row; the lse is +inf.
+    loss, grad, lse = cross_entropy_with_grad(np.array([0.0, np.inf, 1.0]), np.int64(0))
+    assert np.isnan(loss) and np.all(np.isnan(grad)) and lse == np.inf
+    # Softcapping bounds the scores, so both become finite.
+    loss, grad, lse = cross_entropy_with_grad(np.array([-np.inf, np.inf]), np.int64(1),
+                                              softcap=1.0)
+    assert loss == pytest.approx(math.log1p(math.exp(-2.0)), rel=1e-15)
+    np.testing.assert_array_equal(grad, [0.0, 0.0])
 
 
 def test_output_types_and_shapes():

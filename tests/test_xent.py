@@ -175,13 +175,15 @@ def test_special_values_follow_torch():
         [-np.inf, 1.0, 2.0, 0.5],       # target masked: infinite loss
         [np.nan, 1.0, 2.0, 0.5],        # NaN row
         [-np.inf, -np.inf, -np.inf, -np.inf],  # nothing left: NaN
+        [np.inf, 1.0, 2.0, 0.5],        # +inf: log-softmax is NaN
     ])
-    target = np.array([0, 0, 1, 2])
+    target = np.array([0, 0, 1, 2, 1])
     loss, grad = fs.cross_entropy_with_grad(x, target, reduction="none")
     assert np.isfinite(loss[0]) and np.all(np.isfinite(grad[0])) and grad[0, 1] == 0
     assert loss[1] == np.inf and np.all(np.isfinite(grad[1]))
     assert np.isnan(loss[2]) and np.all(np.isnan(grad[2]))
     assert np.isnan(loss[3]) and np.all(np.isnan(grad[3]))
+    assert np.isnan(loss[4]) and np.all(np.isnan(grad[4]))
     ref_loss, ref_grad, _ = reference.cross_entropy_with_grad(x, target, reduction="none")
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-12, equal_nan=True)
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-12, atol=1e-15, equal_nan=True)
@@ -193,6 +195,17 @@ def test_all_ignored_mean_is_nan_with_zero_grad():
     loss, grad = fs.cross_entropy_with_grad(x, target)
     assert np.isnan(loss)
     assert np.array_equal(grad, np.zeros_like(x))
+
+
+def test_zero_total_weight_mean_is_nan():
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    target = np.array([0, 0, -100, 0])
+    loss, grad = fs.cross_entropy_with_grad(x, target, weight=np.array([0.0, 1.0, 1.0]))
+    ref_loss, ref_grad, _ = reference.cross_entropy_with_grad(
+        x, target, weight=np.array([0.0, 1.0, 1.0]))
+    assert np.isnan(loss) and np.isnan(ref_loss)
+    np.testing.assert_array_equal(np.isnan(grad), np.isnan(ref_grad))
+    assert np.all(grad[2] == 0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
