@@ -59,10 +59,19 @@ FS_INLINE void FS_LOCAL(softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y
         FS_LOCAL(fill)(y, n, ys, (FS_T)NAN);
         return;
     }
-    FS_T r = (FS_T)(1.0 / FS_LOCAL(sum_exp)(x, n, xs, m)); /* NaN if x holds a NaN */
+    /* One exp per element: store exp(x - max) in y (the row is then in cache),
+     * and scale it by 1 / sum in a second, exp-free pass. y may alias x. */
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (fs_index i = 0; i < n; i++) {
+        FS_T e = FS_EXP(x[i * xs] - m);
+        y[i * ys] = e;
+        s += (double)e;
+    }
+    FS_T r = (FS_T)(1.0 / s); /* NaN if x holds a NaN */
 #pragma omp simd
     for (fs_index i = 0; i < n; i++)
-        y[i * ys] = FS_EXP(x[i * xs] - m) * r;
+        y[i * ys] *= r;
 }
 
 FS_DISPATCH void FS_PUBLIC(softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y, fs_index ys)
@@ -246,14 +255,93 @@ FS_INLINE double FS_LOCAL(xent_index)(const fs_xent_opts *o, const FS_T *x,
     return loss;
 }
 
+/*
+ * Loss and gradient with one exp per element (no softcap): the first pass
+ * after the maximum writes e = exp(x - shift) into grad while summing, the
+ * second turns e into the gradient in place, with no exp:
+ *     grad_c = (a / s) e_c - b w_c,   then grad_y -= g (1-eps) w_y.
+ * grad may alias x: each element is read before it is overwritten, and z_y
+ * is read first.
+ */
+FS_INLINE double FS_LOCAL(xent_index_fused)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
+                                            int64_t t, double g, FS_T *grad, fs_index gs,
+                                            double *lse_out, const int store)
+{
+    const fs_index n = o->n_classes;
+    const double eps = o->smoothing;
+    const double *w = o->weight;
+    const FS_T m = FS_LOCAL(row_max)(x, n, xs, 0, 0);
+    const FS_T shift = isfinite(m) ? m : (FS_T)0;
+    const FS_T zy = t >= 0 ? x[t * xs] : (FS_T)0;
+    double s = 0.0, gap = 0.0;
+    if (eps != 0.0) {
+#pragma omp simd reduction(+ : s, gap)
+        for (fs_index i = 0; i < n; i++) {
+            FS_T v = x[i * xs];
+            FS_T e = FS_EXP(v - shift);
+            gap += (w ? w[i] : 1.0) * (double)(shift - v);
+            s += (double)e;
+            if (store)
+                grad[i * gs] = e;
+        }
+    } else {
+#pragma omp simd reduction(+ : s)
+        for (fs_index i = 0; i < n; i++) {
+            FS_T e = FS_EXP(x[i * xs] - shift);
+            s += (double)e;
+            if (store)
+                grad[i * gs] = e;
+        }
+    }
+    const double log_s = log(s);
+    const double lse = (double)shift + log_s;
+    *lse_out = lse;
+    if (t < 0) {
+        if (store)
+            FS_LOCAL(fill)(grad, n, gs, 0);
+        return 0.0;
+    }
+    if (m == (FS_T)INFINITY) {
+        if (store)
+            FS_LOCAL(fill)(grad, n, gs, (FS_T)NAN);
+        return NAN;
+    }
+    const double wy = w ? w[t] : 1.0;
+    double loss = (1.0 - eps) * wy * (((double)shift - (double)zy) + log_s);
+    if (eps != 0.0)
+        loss += eps / (double)n * (o->weight_sum * log_s + gap);
+    if (o->z_loss != 0.0)
+        loss += o->z_loss * lse * lse;
+    if (!store)
+        return loss;
+    const FS_T a = (FS_T)(g * ((1.0 - eps) * wy + eps / (double)n * o->weight_sum
+                               + 2.0 * o->z_loss * lse) / s);
+    const FS_T b = (FS_T)(g * eps / (double)n);
+    if (w && eps != 0.0) {
+#pragma omp simd
+        for (fs_index i = 0; i < n; i++)
+            grad[i * gs] = a * grad[i * gs] - b * (FS_T)w[i];
+    } else {
+#pragma omp simd
+        for (fs_index i = 0; i < n; i++)
+            grad[i * gs] = a * grad[i * gs] - b;
+    }
+    grad[t * gs] -= (FS_T)(g * (1.0 - eps) * wy);
+    return loss;
+}
+
 FS_DISPATCH double FS_PUBLIC(xent_index)(const fs_xent_opts *o, const FS_T *x, fs_index xs, int64_t target,
                              double g, FS_T *grad, fs_index gs, double *lse_out)
 {
     if (o->softcap != 0.0)
         return FS_LOCAL(xent_index)(o, x, xs, target, g, grad, gs, lse_out, 1);
+    /* The forward alone runs the same sums, so its loss is bit-identical. */
+    if (grad == NULL)
+        return xs == 1 ? FS_LOCAL(xent_index_fused)(o, x, 1, target, g, NULL, 1, lse_out, 0)
+                       : FS_LOCAL(xent_index_fused)(o, x, xs, target, g, NULL, 1, lse_out, 0);
     if (xs == 1 && gs == 1)
-        return FS_LOCAL(xent_index)(o, x, 1, target, g, grad, 1, lse_out, 0);
-    return FS_LOCAL(xent_index)(o, x, xs, target, g, grad, gs, lse_out, 0);
+        return FS_LOCAL(xent_index_fused)(o, x, 1, target, g, grad, 1, lse_out, 1);
+    return FS_LOCAL(xent_index_fused)(o, x, xs, target, g, grad, gs, lse_out, 1);
 }
 
 FS_INLINE void FS_LOCAL(xent_index_grad)(const fs_xent_opts *o, const FS_T *x,
@@ -353,14 +441,63 @@ FS_INLINE double FS_LOCAL(xent_prob)(const fs_xent_opts *o, const FS_T *x, fs_in
     return loss;
 }
 
+/* The probability-target twin of xent_index_fused: exps stored in grad while
+ * Q and the gap are summed, then grad_c = (a / s) e_c - g w_c q'_c. */
+FS_INLINE double FS_LOCAL(xent_prob_fused)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
+                                           const FS_T *q, fs_index qs, double g, FS_T *grad,
+                                           fs_index gs, double *lse_out, const int store)
+{
+    const fs_index n = o->n_classes;
+    const double *w = o->weight;
+    const FS_T keep = (FS_T)(1.0 - o->smoothing), spread = (FS_T)(o->smoothing / (double)n);
+    const FS_T m = FS_LOCAL(row_max)(x, n, xs, 0, 0);
+    const FS_T shift = isfinite(m) ? m : (FS_T)0;
+    double s = 0.0, mass = 0.0, gap = 0.0;
+#pragma omp simd reduction(+ : s, mass, gap)
+    for (fs_index i = 0; i < n; i++) {
+        FS_T v = x[i * xs];
+        FS_T e = FS_EXP(v - shift);
+        double wq = (w ? w[i] : 1.0) * (double)(q[i * qs] * keep + spread);
+        s += (double)e;
+        mass += wq;
+        gap += wq * (double)(shift - v);
+        if (store)
+            grad[i * gs] = e;
+    }
+    const double log_s = log(s);
+    const double lse = (double)shift + log_s;
+    *lse_out = lse;
+    if (m == (FS_T)INFINITY) {
+        if (store)
+            FS_LOCAL(fill)(grad, n, gs, (FS_T)NAN);
+        return NAN;
+    }
+    double loss = mass * log_s + gap;
+    if (o->z_loss != 0.0)
+        loss += o->z_loss * lse * lse;
+    if (!store)
+        return loss;
+    const FS_T a = (FS_T)(g * (mass + 2.0 * o->z_loss * lse) / s);
+    const FS_T gkeep = (FS_T)(g * (1.0 - o->smoothing));
+    const FS_T gspread = (FS_T)(g * o->smoothing / (double)n);
+#pragma omp simd
+    for (fs_index i = 0; i < n; i++)
+        grad[i * gs] = a * grad[i * gs] - (q[i * qs] * gkeep + gspread) * (w ? (FS_T)w[i] : (FS_T)1);
+    return loss;
+}
+
 FS_DISPATCH double FS_PUBLIC(xent_prob)(const fs_xent_opts *o, const FS_T *x, fs_index xs, const FS_T *q,
                             fs_index qs, double g, FS_T *grad, fs_index gs, double *lse_out)
 {
     if (o->softcap != 0.0)
         return FS_LOCAL(xent_prob)(o, x, xs, q, qs, g, grad, gs, lse_out, 1);
+    if (grad == NULL)
+        return xs == 1 && qs == 1
+                   ? FS_LOCAL(xent_prob_fused)(o, x, 1, q, 1, g, NULL, 1, lse_out, 0)
+                   : FS_LOCAL(xent_prob_fused)(o, x, xs, q, qs, g, NULL, 1, lse_out, 0);
     if (xs == 1 && qs == 1 && gs == 1)
-        return FS_LOCAL(xent_prob)(o, x, 1, q, 1, g, grad, 1, lse_out, 0);
-    return FS_LOCAL(xent_prob)(o, x, xs, q, qs, g, grad, gs, lse_out, 0);
+        return FS_LOCAL(xent_prob_fused)(o, x, 1, q, 1, g, grad, 1, lse_out, 1);
+    return FS_LOCAL(xent_prob_fused)(o, x, xs, q, qs, g, grad, gs, lse_out, 1);
 }
 
 FS_INLINE void FS_LOCAL(xent_prob_grad)(const fs_xent_opts *o, const FS_T *x,

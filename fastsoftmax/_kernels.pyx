@@ -15,7 +15,7 @@ split statically across threads and the result never depends on their number.
 """
 
 from cython.parallel cimport prange
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t
+from libc.stdint cimport INT64_MAX, int8_t, int16_t, int32_t, int64_t
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from fastsoftmax._kernels cimport *
@@ -151,6 +151,51 @@ cdef fs_xent_opts _opts(Py_ssize_t n_classes, const double[::1] weight, double w
         o.weight = &weight[0]
     o.weight_sum = weight_sum
     return o
+
+
+def check_labels(const index_t[:, :] target, Py_ssize_t n_classes, object ignore_index,
+                 const double[::1] weight):
+    """One pass over class-index targets, before any kernel runs.
+
+    Returns (bad, kept, kept_weight): the flat position of the first label that
+    is neither in [0, n_classes) nor ignore_index (-1 if none), the number of
+    labels not ignored, and the sum of their class weights (their number when
+    weight is None).
+    """
+    cdef Py_ssize_t n0 = target.shape[0], n1 = target.shape[1], i, j
+    cdef Py_ssize_t kept = 0, bad = -1
+    cdef double kept_weight = 0.0
+    cdef int64_t t
+    cdef bint has_ignore = -2**63 <= ignore_index < 2**63
+    cdef int64_t ignore = ignore_index if has_ignore else 0
+    cdef bint has_big_ignore = 2**63 <= ignore_index < 2**64
+    cdef uint64_t big_ignore = ignore_index if has_big_ignore else 0
+    cdef bint signed_labels = index_t is int8_t or index_t is int16_t or \
+        index_t is int32_t or index_t is int64_t
+    cdef const double *w = NULL
+    if weight is not None:
+        w = &weight[0]
+    with nogil:
+        for i in range(n0):
+            for j in range(n1):
+                # Compare in the label's own type first: a uint64 label above
+                # 2**63 must not wrap onto a negative ignore_index.
+                if not signed_labels and <uint64_t>target[i, j] > <uint64_t>INT64_MAX:
+                    if has_big_ignore and <uint64_t>target[i, j] == big_ignore:
+                        continue  # the kernels see it as negative: ignored
+                    bad = i * n1 + j
+                    break
+                t = <int64_t>target[i, j]
+                if has_ignore and t == ignore:
+                    continue
+                if t < 0 or t >= n_classes:
+                    bad = i * n1 + j
+                    break
+                kept += 1
+                kept_weight += 1.0 if w == NULL else w[t]
+            if bad >= 0:
+                break
+    return bad, kept, kept_weight
 
 
 cdef inline int64_t _label(index_t value, int64_t ignore_index) noexcept nogil:

@@ -269,9 +269,9 @@ class _Call:
             if t.shape != self.loss_shape:
                 raise ValueError(f"target has shape {t.shape}, expected {self.loss_shape} "
                                  f"for input of shape {self.input_shape}")
+            t = t.astype(t.dtype.newbyteorder("="), copy=False)
             self._check_labels(t)
             self.probs = False
-            t = t.astype(t.dtype.newbyteorder("="), copy=False)
             self.t2 = t.reshape(self.n_outer, self.n_inner)
         elif t.dtype.kind == "f":
             if t.shape != self.input_shape:
@@ -289,24 +289,21 @@ class _Call:
                             f"probabilities (a float dtype), got dtype {t.dtype}")
 
     def _check_labels(self, t):
-        kept = t != self.ignore_index
-        bad = kept & ((t < 0) | (t >= self.n_classes))
-        if bad.any():
-            pos = tuple(int(i) for i in np.argwhere(bad)[0])
-            where = f" at position {pos}" if t.ndim else ""
+        """One pass over the labels: range, and what 'mean' divides by."""
+        bad, self.n_kept, self.kept_weight = _kernels.check_labels(
+            t.reshape(self.n_outer, self.n_inner), self.n_classes, self.ignore_index,
+            self.weight)
+        if bad >= 0:
+            pos = np.unravel_index(bad, t.shape) if t.ndim else ()
+            where = f" at position {tuple(int(i) for i in pos)}" if t.ndim else ""
             raise IndexError(f"target {t[pos]} is out of bounds for {self.n_classes} "
                              f"classes{where} (ignore_index={self.ignore_index})")
-        self.kept = kept
 
     # ------------------------------------------------------------ reductions
 
     def denominator(self):
         """What 'mean' divides by."""
-        if self.probs:
-            return float(self.n_rows)
-        if self.weight is None:
-            return float(np.count_nonzero(self.kept))
-        return float(self.weight[self.t2.reshape(-1)[self.kept.reshape(-1)]].sum())
+        return float(self.n_rows) if self.probs else self.kept_weight
 
     def grad_scale(self, grad_output):
         """Per-row scale of the gradient, as an (outer, inner) float64 array."""
@@ -375,6 +372,12 @@ class _Call:
         grad = np.empty(self.input_shape, dtype=self.dtype)
         return _Grad(grad.reshape(self.shape3), grad)
 
+    def _kernel_ignore(self):
+        # Outside int64 no label the kernels see can equal it (check_labels
+        # let through only labels in [0, C), and uint64 ones that equal it,
+        # which the kernels read as negative, i.e. ignored).
+        return self.ignore_index if -(2**63) <= self.ignore_index < 2**63 else -1
+
     def _common(self):
         return (self.weight, self.weight_sum)
 
@@ -393,7 +396,7 @@ class _Call:
                                    *self._options())
             else:
                 _kernels.xent_index(self.x3, self.t2, gv, loss, lse, g, *self._common(),
-                                    self.ignore_index, *self._options())
+                                    self._kernel_ignore(), *self._options())
         if grad is not None:
             grad.finish()
         return loss, lse
@@ -405,7 +408,8 @@ class _Call:
                                         *self._options())
             else:
                 _kernels.xent_index_grad(self.x3, self.t2, lse2, grad.view, g,
-                                         *self._common(), self.ignore_index, *self._options())
+                                         *self._common(), self._kernel_ignore(),
+                                         *self._options())
         grad.finish()
 
 
