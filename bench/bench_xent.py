@@ -1,21 +1,28 @@
-"""Fused cross-entropy forward + backward (mean loss, d loss / d logits):
-fastsoftmax against the NumPy reference, torch when installed, and the copy floor."""
+"""Fused cross-entropy forward + backward (mean loss and d loss / d logits).
+
+Every group (one shape, dtype and temperature) holds fastsoftmax (default,
+out=, inplace=True), the NumPy reference, the copy floor, and, when
+installed, PyTorch (1 and 2 threads) and scikit-learn's HalfMultinomialLoss.
+"""
 
 import numpy as np
 import pytest
-from conftest import labels, logits
+from conftest import Inputs, copy_floor, labels
 
 import fastsoftmax
 from fastsoftmax import reference
 
 SHAPES = [(65536, 10), (16384, 100), (4096, 1000), (1024, 32000), (256, 128256)]
+IMPLS = ["fastsoftmax", "fastsoftmax-out", "fastsoftmax-inplace", "reference", "torch-1",
+         "torch-2", "sklearn", "copy"]
 
 
-def _torch_step(torch):
+def _torch_step(torch, n_threads):
     import torch.nn.functional as F
 
     def step(x, t):
-        x = x.detach().requires_grad_(True)
+        torch.set_num_threads(n_threads)
+        x = torch.from_numpy(x).requires_grad_(True)
         loss = F.cross_entropy(x, t)
         loss.backward()
         return loss, x.grad
@@ -23,26 +30,48 @@ def _torch_step(torch):
     return step
 
 
+def _sklearn_step(n_classes, dtype):
+    from sklearn._loss.loss import HalfMultinomialLoss
+
+    loss = HalfMultinomialLoss(n_classes=n_classes)
+
+    def step(x, y):
+        per_sample, grad = loss.loss_gradient(y_true=y, raw_prediction=x, n_threads=2)
+        return per_sample.mean(), grad
+
+    return step
+
+
+@pytest.mark.parametrize("temperature", ["hot", "cold"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize("impl", ["fastsoftmax", "fastsoftmax-inplace", "reference", "torch",
-                                  "copy"])
-def bench_xent_fwd_bwd(benchmark, impl, shape, dtype):
-    x, t = logits(shape, dtype), labels(shape[0], shape[1])
-    benchmark.group = f"xent fwd+bwd {shape[0]}x{shape[1]} {dtype}"
+@pytest.mark.parametrize("impl", IMPLS)
+def bench_xent_fwd_bwd(benchmark, impl, shape, dtype, temperature):
+    inputs = Inputs(shape, dtype, cold=temperature == "cold")
+    t = labels(shape[0], shape[1])
+    benchmark.group = f"xent fwd+bwd {shape[0]}x{shape[1]} {dtype} {temperature}"
     if impl == "fastsoftmax":
-        benchmark(fastsoftmax.cross_entropy_with_grad, x, t)
+        benchmark(lambda: fastsoftmax.cross_entropy_with_grad(inputs(), t))
+    elif impl == "fastsoftmax-out":
+        out = np.empty(shape, dtype)
+        benchmark(lambda: fastsoftmax.cross_entropy_with_grad(inputs(), t, out=out))
     elif impl == "fastsoftmax-inplace":
-        buf = x.copy()
-        benchmark(fastsoftmax.cross_entropy_with_grad, buf, t, inplace=True)
+        # The gradient overwrites the scores: later calls see gradients as scores,
+        # which costs the same.
+        benchmark(lambda: fastsoftmax.cross_entropy_with_grad(inputs(), t, inplace=True))
     elif impl == "reference":
-        if shape[1] >= 32000:
-            pytest.skip("the reference is too slow to time at this size")
-        benchmark(reference.cross_entropy_with_grad, x, t)
-    elif impl == "torch":
+        if shape[0] * shape[1] > 4_200_000:
+            pytest.skip("the reference takes seconds at this size")
+        benchmark(lambda: reference.cross_entropy_with_grad(inputs(), t))
+    elif impl.startswith("torch"):
         torch = pytest.importorskip("torch")
-        torch.set_num_threads(fastsoftmax.build_info()["default_threads"])
-        benchmark(_torch_step(torch), torch.from_numpy(x), torch.from_numpy(t))
+        step = _torch_step(torch, int(impl[-1]))
+        tt = torch.from_numpy(t)
+        benchmark(lambda: step(inputs(), tt))
+    elif impl == "sklearn":
+        pytest.importorskip("sklearn")
+        step = _sklearn_step(shape[1], dtype)
+        y = t.astype(dtype)
+        benchmark(lambda: step(inputs(), y))
     else:
-        out = np.empty_like(x)
-        benchmark(np.copyto, out, x)
+        benchmark(copy_floor(inputs))

@@ -1,20 +1,56 @@
-"""Shared inputs for the benchmarks: seeded arrays cached per (shape, dtype)."""
+"""Shared inputs for the benchmarks.
+
+Hot inputs are one seeded array per (shape, dtype), reused call after call
+(it stays in cache when it fits). Cold inputs rotate through enough copies to
+exceed the last-level cache, so every call reads its scores from DRAM, as in
+training where the logits were just written by a matrix product elsewhere.
+"""
 
 import functools
+import itertools
+import os
 
 import numpy as np
 import pytest
 
+# Bytes the rotating buffers must exceed: twice a 32 MiB last-level cache.
+COLD_BYTES = int(os.environ.get("FASTSOFTMAX_BENCH_COLD_BYTES", 64 * 2**20))
 
-@functools.lru_cache(maxsize=32)
+
+@functools.lru_cache(maxsize=16)
 def logits(shape, dtype):
     rng = np.random.default_rng(0)
     return (3 * rng.standard_normal(shape)).astype(dtype)
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=16)
 def labels(n, n_classes):
     return np.random.default_rng(1).integers(0, n_classes, size=n)
+
+
+class Inputs:
+    """Either the same array every call (hot) or a rotation of copies (cold)."""
+
+    def __init__(self, shape, dtype, cold):
+        base = logits(shape, dtype)
+        copies = max(1, -(-COLD_BYTES // base.nbytes)) if cold else 1
+        self.arrays = [base.copy() for _ in range(copies)]
+        self._next = itertools.cycle(self.arrays).__next__
+
+    def __call__(self):
+        return self._next()
+
+
+def copy_floor(inputs):
+    """np.copyto of the same bytes into a buffer as cold as the inputs."""
+    outs = [np.empty_like(a) for a in inputs.arrays]
+    pairs = itertools.cycle(zip(inputs.arrays, outs)).__next__
+
+    def run():
+        src, dst = pairs()
+        np.copyto(dst, src)
+
+    return run
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -57,7 +57,11 @@ typedef struct fs_xent_opts {
                                   fs_index gs);                                             \
     void fs_xent_prob_grad_##SUF(const fs_xent_opts *o, const T *x, fs_index xs,            \
                                  const T *q, fs_index qs, double lse, double g, T *grad,    \
-                                 fs_index gs);
+                                 fs_index gs);                                              \
+    void fs_xent_index_rows_##SUF(const fs_xent_opts *o, const T *x, fs_index xrs,          \
+                                  fs_index xs, fs_index nr, const int64_t *t,               \
+                                  const double *g, T *grad, fs_index grs, fs_index gs,      \
+                                  double *loss, double *lse);
 
 /*
  * fs_softmax:      y = exp(x - max) / sum(exp(x - max)); NaN row if max is not finite.
@@ -67,7 +71,12 @@ typedef struct fs_xent_opts {
  *                  Writes g * d loss / d x to grad when grad is not NULL (grad may be x).
  * fs_xent_prob:    the same against a probability row q.
  * fs_xent_*_grad:  the gradient alone, from the row's log-sum-exp.
+ * fs_xent_index_rows: fs_xent_index over nr rows xrs elements apart, with
+ *                  labels t[r] (< 0: ignored) and scales g[r]; rows of few
+ *                  classes are computed FS_TILE at a time across rows.
  */
+#define FS_TILE 64
+#define FS_SMALL_C 32
 FS_DECLARE(float, f32)
 FS_DECLARE(double, f64)
 

@@ -131,4 +131,40 @@ FS_MATH_INLINE double fs_exp_f64(double x)
     return x != x ? x : y;
 }
 
+
+/*
+ * log for double, vectorisable: x = 2^k m with m in [sqrt(1/2), sqrt(2)),
+ * log(m) = log1p(f) with f = m - 1 by the classic rational form in
+ * s = f / (2 + f) (fdlibm's coefficients), k ln 2 added in two parts.
+ * Domain: positive normal numbers, and 0 (-inf), +inf (+inf), negative or
+ * NaN (NaN). Subnormal inputs are not handled (the kernels only take the log
+ * of sums that are 0 or >= 1). About 1 ulp.
+ */
+FS_MATH_INLINE double fs_log_f64(double x)
+{
+    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    const double lg1 = 6.666666666666735130e-01, lg2 = 3.999999999940941908e-01;
+    const double lg3 = 2.857142874366239149e-01, lg4 = 2.222219843214978396e-01;
+    const double lg5 = 1.818357216161805012e-01, lg6 = 1.531383769920937332e-01;
+    const double lg7 = 1.479819860511658591e-01;
+    int64_t ix = fs_f64_to_bits(x);
+    int64_t e = (int64_t)((uint64_t)ix >> 52) & 0x7ff;
+    double m = fs_bits_to_f64((ix & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
+    int big = m > 1.4142135623730951;
+    m = big ? m * 0.5 : m;
+    e = big ? e + 1 : e;
+    /* e as a double without an int64 -> double conversion (none in AVX2). */
+    double k = fs_bits_to_f64(e | 0x4330000000000000LL) - 4503599627370496.0 - 1023.0;
+    double f = m - 1.0;
+    double s = f / (2.0 + f);
+    double z = s * s, w = z * z;
+    double t1 = w * (lg2 + w * (lg4 + w * lg6));
+    double t2 = z * (lg1 + w * (lg3 + w * (lg5 + w * lg7)));
+    double hfsq = 0.5 * f * f;
+    double y = k * ln2_hi - ((hfsq - (s * (hfsq + t2 + t1) + k * ln2_lo)) - f);
+    y = x == 0.0 ? -__builtin_inf() : y;
+    y = x == __builtin_inf() ? x : y;
+    return (x < 0.0 || x != x) ? __builtin_nan("") : y;
+}
+
 #endif /* FS_MATH_H */

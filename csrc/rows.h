@@ -525,6 +525,114 @@ FS_DISPATCH void FS_PUBLIC(xent_prob_grad)(const fs_xent_opts *o, const FS_T *x,
         FS_LOCAL(xent_prob_grad)(o, x, xs, q, qs, lse, g, grad, gs, 0);
 }
 
+/* ------------------------------------------------- blocks of many rows */
+
+/*
+ * Few classes (C <= FS_SMALL_C, classes contiguous, no softcap): per-row
+ * loops of ten elements spend their time in loop set-up, so a tile of rows
+ * is transposed into class-major order in a stack buffer and every step then
+ * vectorises across rows, the log included. Same formulas as
+ * xent_index_fused, to within rounding.
+ */
+FS_INLINE void FS_LOCAL(xent_index_tile)(const fs_xent_opts *o, const FS_T *x, fs_index xrs,
+                                         fs_index nr, const int64_t *t, const double *g,
+                                         FS_T *grad, fs_index grs, double *loss, double *lse)
+{
+    const fs_index n = o->n_classes;
+    const double eps = o->smoothing, zl = o->z_loss;
+    const double *w = o->weight;
+    FS_T xt[FS_SMALL_C * FS_TILE]; /* xt[c * FS_TILE + r] */
+    FS_T shift[FS_TILE], zy[FS_TILE];
+    double s[FS_TILE], gap[FS_TILE], wy[FS_TILE], a[FS_TILE];
+    int is_inf[FS_TILE];
+
+    for (fs_index r = 0; r < nr; r++)
+        for (fs_index c = 0; c < n; c++)
+            xt[c * FS_TILE + r] = x[r * xrs + c];
+    for (fs_index r = 0; r < nr; r++) {
+        shift[r] = -(FS_T)INFINITY;
+        s[r] = 0.0;
+        gap[r] = 0.0;
+        zy[r] = t[r] >= 0 ? x[r * xrs + t[r]] : (FS_T)0;
+        wy[r] = t[r] >= 0 && w ? w[t[r]] : 1.0;
+    }
+    for (fs_index c = 0; c < n; c++) {
+        const FS_T *col = xt + c * FS_TILE;
+#pragma omp simd
+        for (fs_index r = 0; r < nr; r++)
+            shift[r] = col[r] > shift[r] ? col[r] : shift[r];
+    }
+#pragma omp simd
+    for (fs_index r = 0; r < nr; r++) {
+        is_inf[r] = shift[r] == (FS_T)INFINITY;
+        shift[r] = isfinite(shift[r]) ? shift[r] : (FS_T)0;
+    }
+    for (fs_index c = 0; c < n; c++) {
+        FS_T *col = xt + c * FS_TILE;
+        const double wc = w ? w[c] : 1.0;
+#pragma omp simd
+        for (fs_index r = 0; r < nr; r++) {
+            FS_T v = col[r];
+            FS_T e = FS_EXP(v - shift[r]);
+            s[r] += (double)e;
+            gap[r] += wc * (double)(shift[r] - v);
+            col[r] = e;
+        }
+    }
+#pragma omp simd
+    for (fs_index r = 0; r < nr; r++) {
+        double log_s = fs_log_f64(s[r]);
+        double l = (double)shift[r] + log_s;
+        double v = (1.0 - eps) * wy[r] * (((double)shift[r] - (double)zy[r]) + log_s);
+        v += eps != 0.0 ? eps / (double)n * (o->weight_sum * log_s + gap[r]) : 0.0;
+        v += zl != 0.0 ? zl * l * l : 0.0;
+        lse[r] = l;
+        loss[r] = t[r] < 0 ? 0.0 : (is_inf[r] ? NAN : v);
+        a[r] = g[r] * ((1.0 - eps) * wy[r] + eps / (double)n * o->weight_sum + 2.0 * zl * l)
+               / s[r];
+    }
+    if (!grad)
+        return;
+    for (fs_index c = 0; c < n; c++) {
+        FS_T *col = xt + c * FS_TILE;
+        const double bc = eps / (double)n * (w ? w[c] : 1.0);
+#pragma omp simd
+        for (fs_index r = 0; r < nr; r++)
+            col[r] = (FS_T)a[r] * col[r] - (FS_T)(g[r] * bc);
+    }
+    for (fs_index r = 0; r < nr; r++) {
+        FS_T *gr = grad + r * grs;
+        if (t[r] < 0) {
+            FS_LOCAL(fill)(gr, n, 1, 0);
+        } else if (is_inf[r]) {
+            FS_LOCAL(fill)(gr, n, 1, (FS_T)NAN);
+        } else {
+            for (fs_index c = 0; c < n; c++)
+                gr[c] = xt[c * FS_TILE + r];
+            gr[t[r]] -= (FS_T)(g[r] * (1.0 - eps) * wy[r]);
+        }
+    }
+}
+
+FS_DISPATCH void FS_PUBLIC(xent_index_rows)(const fs_xent_opts *o, const FS_T *x, fs_index xrs,
+                                            fs_index xs, fs_index nr, const int64_t *t,
+                                            const double *g, FS_T *grad, fs_index grs,
+                                            fs_index gs, double *loss, double *lse)
+{
+    if (o->n_classes <= FS_SMALL_C && o->softcap == 0.0 && xs == 1 && (!grad || gs == 1)) {
+        for (fs_index r0 = 0; r0 < nr; r0 += FS_TILE) {
+            fs_index k = nr - r0 < FS_TILE ? nr - r0 : FS_TILE;
+            FS_LOCAL(xent_index_tile)(o, x + r0 * xrs, xrs, k, t + r0, g + r0,
+                                      grad ? grad + r0 * grs : NULL, grs, loss + r0,
+                                      lse + r0);
+        }
+        return;
+    }
+    for (fs_index r = 0; r < nr; r++)
+        loss[r] = FS_PUBLIC(xent_index)(o, x + r * xrs, xs, t[r], g[r],
+                                        grad ? grad + r * grs : NULL, gs, lse + r);
+}
+
 #undef FS_CAT2
 #undef FS_CAT
 #undef FS_PUBLIC

@@ -41,5 +41,14 @@ cdef extern from "fastsoftmax.h" nogil:
                                const double *q, fs_index qs, double lse, double g,
                                double *grad, fs_index gs) noexcept
 
+    void fs_xent_index_rows_f32(const fs_xent_opts *o, const float *x, fs_index xrs, fs_index xs,
+                                fs_index nr, const int64_t *t, const double *g, float *grad,
+                                fs_index grs, fs_index gs, double *loss, double *lse) noexcept
+    void fs_xent_index_rows_f64(const fs_xent_opts *o, const double *x, fs_index xrs,
+                                fs_index xs, fs_index nr, const int64_t *t, const double *g,
+                                double *grad, fs_index grs, fs_index gs, double *loss,
+                                double *lse) noexcept
+    enum: FS_TILE
+
     const char *fs_compiler() noexcept
     const char *fs_simd() noexcept

@@ -215,6 +215,27 @@ cdef inline void _xent_index_row(const fs_xent_opts *o, const floating *x, const
         loss[r] = fs_xent_index_f64(o, xr, xv.s1, t, g, gr, gv.s1, &lse[r])
 
 
+cdef void _xent_index_tile(const fs_xent_opts *o, const floating *x, const Rows *xv,
+                           const index_t[:, :] target, int64_t ignore_index,
+                           const double[:, :] g, floating *grad, const Rows *gv, double *loss,
+                           double *lse, Py_ssize_t r0, Py_ssize_t nr) noexcept nogil:
+    # Rows r0 .. r0 + nr of a 2-D (inner == 1) input: labels and scales are
+    # gathered into buffers on this thread's stack, then C computes the tile.
+    cdef int64_t tbuf[FS_TILE]
+    cdef double gbuf[FS_TILE]
+    cdef Py_ssize_t k
+    cdef floating *gr = NULL if grad == NULL else grad + r0 * gv.s0
+    for k in range(nr):
+        tbuf[k] = _label(target[r0 + k, 0], ignore_index)
+        gbuf[k] = g[r0 + k, 0]
+    if floating is float:
+        fs_xent_index_rows_f32(o, x + r0 * xv.s0, xv.s0, xv.s1, nr, tbuf, gbuf, gr, gv.s0,
+                               gv.s1, loss + r0, lse + r0)
+    else:
+        fs_xent_index_rows_f64(o, x + r0 * xv.s0, xv.s0, xv.s1, nr, tbuf, gbuf, gr, gv.s0,
+                               gv.s1, loss + r0, lse + r0)
+
+
 def xent_index(const floating[:, :, :] x, const index_t[:, :] target, floating[:, :, :] grad,
                double[::1] loss, double[::1] lse, const double[:, :] g,
                const double[::1] weight, double weight_sum, int64_t ignore_index,
@@ -235,7 +256,17 @@ def xent_index(const floating[:, :, :] x, const index_t[:, :] target, floating[:
     if grad is not None:
         gv = _rows(inner, &grad.strides[0], sizeof(floating))
         gp = &grad[0, 0, 0]
-    if n_threads > 1:
+    cdef Py_ssize_t n_tiles = (rows + FS_TILE - 1) // FS_TILE, b
+    if inner == 1 and n_threads > 1:
+        for b in prange(n_tiles, nogil=True, schedule="static", num_threads=n_threads):
+            _xent_index_tile(&o, xp, &xv, target, ignore_index, g, gp, &gv, lp, ep,
+                             b * FS_TILE, min(FS_TILE, rows - b * FS_TILE))
+    elif inner == 1:
+        with nogil:
+            for b in range(n_tiles):
+                _xent_index_tile(&o, xp, &xv, target, ignore_index, g, gp, &gv, lp, ep,
+                                 b * FS_TILE, min(FS_TILE, rows - b * FS_TILE))
+    elif n_threads > 1:
         for r in prange(rows, nogil=True, schedule="static", num_threads=n_threads):
             _xent_index_row(&o, xp, &xv,
                             _label(target[r // inner, r % inner], ignore_index),

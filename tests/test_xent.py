@@ -269,16 +269,24 @@ def test_readonly_and_memmap_inputs(tmp_path):
         fs.cross_entropy_with_grad(mm, target, inplace=True)
 
 
+@pytest.mark.parametrize("shape", [(512, 300), (8192, 10)])
 @pytest.mark.parametrize("kind", ["index", "prob"])
-def test_threads_give_identical_results(kind):
+def test_threads_give_identical_results(kind, shape):
     rng = np.random.default_rng(7)
-    x, target, weight = make_case(rng, (512, 300), np.float32,
-                                  "prob" if kind == "prob" else "int64", weighted=True)
-    kw = dict(label_smoothing=0.1, z_loss=1e-3, reduction="sum")
+    x, target, weight = make_case(rng, shape, np.float32,
+                                  "prob" if kind == "prob" else "int64", weighted=True,
+                                  ignore=True)
+    x[5, 3] = np.nan
+    kw = dict(label_smoothing=0.1, z_loss=1e-3, reduction="none",
+              ignore_index=-100 if kind == "prob" else 3)
     one = fs.cross_entropy_with_grad(x, target, weight, n_threads=1, **kw)
     two = fs.cross_entropy_with_grad(x, target, weight, n_threads=2, **kw)
-    assert one[0] == two[0]
-    assert np.array_equal(one[1], two[1])
+    assert np.array_equal(one[0], two[0], equal_nan=True)
+    assert np.array_equal(one[1], two[1], equal_nan=True)
+    # And both agree with the reference (the NaN row included).
+    ref_loss, ref_grad, _ = reference.cross_entropy_with_grad(x, target, weight, **kw)
+    check_close(one[0], ref_loss, np.float32)
+    check_close(one[1], ref_grad, np.float32, grad=True)
 
 
 def test_bad_arguments():

@@ -1,0 +1,102 @@
+"""A quick benchmark for users: ``fastsoftmax bench``.
+
+Times the fused cross-entropy forward + backward against the NumPy reference
+and the copy floor (np.copyto of the same bytes), interleaved call by call
+so that a noisy machine slows all of them alike, on cold inputs (rotating
+copies larger than the last-level cache). Prints medians and ratios.
+"""
+
+import itertools
+import time
+
+import numpy as np
+
+DEFAULT_SHAPES = ((65536, 10), (16384, 100), (4096, 1000), (1024, 32000), (256, 128256))
+
+
+def _rotation(shape, dtype, cold_bytes):
+    rng = np.random.default_rng(0)
+    base = (3 * rng.standard_normal(shape)).astype(dtype)
+    copies = max(2, -(-cold_bytes // base.nbytes))
+    return [base.copy() for _ in range(copies)]
+
+
+def measure(shape, dtype="float32", n_threads=None, repeats=15, cold_bytes=64 * 2**20,
+            with_reference=True, extra=None):
+    """Median seconds per call of each implementation for one shape.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        (n_samples, n_classes).
+    dtype : str
+        'float32' or 'float64'.
+    n_threads : int, optional
+        Passed to fastsoftmax.
+    repeats : int
+        Interleaved rounds; the median of each implementation is reported.
+    with_reference : bool
+        Also time the NumPy reference (slow at large sizes).
+    extra : dict of name -> callable(x, target), optional
+        More implementations to time alongside.
+
+    Returns
+    -------
+    times : dict
+        Implementation name -> median seconds.
+    """
+    import fastsoftmax
+    from fastsoftmax import reference
+
+    xs = _rotation(shape, dtype, cold_bytes)
+    outs = [np.empty_like(x) for x in xs]
+    target = np.random.default_rng(1).integers(0, shape[1], size=shape[0])
+    out = np.empty(shape, dtype)
+    impls = {
+        "copy": lambda x, o: np.copyto(o, x),
+        "fastsoftmax": lambda x, o: fastsoftmax.cross_entropy_with_grad(
+            x, target, n_threads=n_threads),
+        "fastsoftmax out=": lambda x, o: fastsoftmax.cross_entropy_with_grad(
+            x, target, n_threads=n_threads, out=out),
+        "fastsoftmax inplace": lambda x, o: fastsoftmax.cross_entropy_with_grad(
+            x, target, n_threads=n_threads, inplace=True),
+    }
+    if with_reference:
+        impls["reference"] = lambda x, o: reference.cross_entropy_with_grad(x, target)
+    for name, fn in (extra or {}).items():
+        impls[name] = lambda x, o, fn=fn: fn(x, target)
+    times = {name: [] for name in impls}
+    pairs = itertools.cycle(zip(xs, outs))
+    for fn in impls.values():  # warm up: page faults, thread start, dispatch
+        fn(*next(pairs))
+    for _ in range(repeats):
+        for name, fn in impls.items():
+            x, o = next(pairs)
+            t0 = time.perf_counter()
+            fn(x, o)
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def run(shapes=DEFAULT_SHAPES, dtype="float32", n_threads=None, repeats=15, file=None):
+    """Print a table of medians and ratios to the copy floor and the reference."""
+    import fastsoftmax
+
+    info = fastsoftmax.build_info()
+    threads = n_threads or info["default_threads"]
+    print(f"fastsoftmax {info['version']}, {info['simd']}, OpenMP "
+          f"{'on' if info['openmp'] else 'off'}, {threads} thread(s), {dtype}, cold inputs",
+          file=file)
+    header = f"{'shape':>14} {'copy ms':>9} {'fused ms':>9} {'x copy':>7} {'ref ms':>9} {'ref / fused':>11}"
+    print(header, file=file)
+    rows = []
+    for shape in shapes:
+        small = shape[0] * shape[1] <= 4_200_000
+        t = measure(shape, dtype, n_threads, repeats, with_reference=small)
+        ref = t.get("reference")
+        rows.append((shape, t))
+        print(f"{shape[0]:>6} x {shape[1]:<6} {1e3 * t['copy']:9.3f} {1e3 * t['fastsoftmax']:9.3f} "
+              f"{t['fastsoftmax'] / t['copy']:7.2f} "
+              f"{(1e3 * ref) if ref else float('nan'):9.2f} "
+              f"{(ref / t['fastsoftmax']) if ref else float('nan'):11.1f}", file=file)
+    return rows
