@@ -58,6 +58,8 @@ typedef struct fs_xent_opts {
     void fs_xent_prob_grad_##SUF(const fs_xent_opts *o, const T *x, fs_index xs,            \
                                  const T *q, fs_index qs, double lse, double g, T *grad,    \
                                  fs_index gs);                                              \
+    void fs_softmax_rows_##SUF(const T *x, fs_index xrs, fs_index xs, fs_index nr,           \
+                               fs_index n, T *y, fs_index yrs, fs_index ys, int op);        \
     void fs_xent_index_rows_##SUF(const fs_xent_opts *o, const T *x, fs_index xrs,          \
                                   fs_index xs, fs_index nr, const int64_t *t,               \
                                   const double *g, T *grad, fs_index grs, fs_index gs,      \
@@ -71,6 +73,8 @@ typedef struct fs_xent_opts {
  *                  Writes g * d loss / d x to grad when grad is not NULL (grad may be x).
  * fs_xent_prob:    the same against a probability row q.
  * fs_xent_*_grad:  the gradient alone, from the row's log-sum-exp.
+ * fs_softmax_rows: softmax (op 0), log_softmax (1) or logsumexp (2, y[r]) of
+ *                  nr rows xrs elements apart.
  * fs_xent_index_rows: fs_xent_index over nr rows xrs elements apart, with
  *                  labels t[r] (< 0: ignored) and scales g[r]; rows of few
  *                  classes are computed FS_TILE at a time across rows.

@@ -527,6 +527,133 @@ FS_DISPATCH void FS_PUBLIC(xent_prob_grad)(const fs_xent_opts *o, const FS_T *x,
 
 /* ------------------------------------------------- blocks of many rows */
 
+/* Transposes nr rows of n contiguous classes into xt[c * FS_TILE + r]. */
+FS_INLINE void FS_LOCAL(tile_in)(const FS_T *x, fs_index xrs, fs_index nr, fs_index n,
+                                 FS_T *xt)
+{
+    for (fs_index r = 0; r < nr; r++)
+        for (fs_index c = 0; c < n; c++)
+            xt[c * FS_TILE + r] = x[r * xrs + c];
+}
+
+FS_INLINE void FS_LOCAL(tile_out)(const FS_T *xt, fs_index nr, fs_index n, FS_T *y,
+                                  fs_index yrs)
+{
+    for (fs_index r = 0; r < nr; r++)
+        for (fs_index c = 0; c < n; c++)
+            y[r * yrs + c] = xt[c * FS_TILE + r];
+}
+
+FS_INLINE void FS_LOCAL(tile_max)(const FS_T *xt, fs_index nr, fs_index n, FS_T *m)
+{
+    for (fs_index r = 0; r < nr; r++)
+        m[r] = -(FS_T)INFINITY;
+    for (fs_index c = 0; c < n; c++) {
+        const FS_T *col = xt + c * FS_TILE;
+#pragma omp simd
+        for (fs_index r = 0; r < nr; r++)
+            m[r] = col[r] > m[r] ? col[r] : m[r];
+    }
+}
+
+/* softmax (op 0), log_softmax (op 1) or logsumexp (op 2, into out[r]) of a
+ * tile of rows of few classes, computed across rows. Same special values as
+ * the row kernels. */
+FS_INLINE void FS_LOCAL(softmax_tile)(const FS_T *x, fs_index xrs, fs_index nr, fs_index n,
+                                      FS_T *y, fs_index yrs, int op)
+{
+    FS_T xt[FS_SMALL_C * FS_TILE], m[FS_TILE], shift[FS_TILE];
+    double s[FS_TILE], k[FS_TILE];
+    FS_LOCAL(tile_in)(x, xrs, nr, n, xt);
+    FS_LOCAL(tile_max)(xt, nr, n, m);
+#pragma omp simd
+    for (fs_index r = 0; r < nr; r++) {
+        /* softmax shifts by the max itself (a non-finite one makes the row NaN) */
+        shift[r] = op == 0 || isfinite(m[r]) ? m[r] : (FS_T)0;
+        s[r] = 0.0;
+        k[r] = 0.0;
+    }
+    if (op == 2) { /* scipy's split: the k maximal terms out of the sum */
+        for (fs_index c = 0; c < n; c++) {
+            const FS_T *col = xt + c * FS_TILE;
+#pragma omp simd
+            for (fs_index r = 0; r < nr; r++) {
+                int is_max = col[r] == m[r];
+                FS_T e = FS_EXP(col[r] - shift[r]);
+                s[r] += is_max ? 0.0 : (double)e;
+                k[r] += is_max ? 1.0 : 0.0;
+            }
+        }
+#pragma omp simd
+        for (fs_index r = 0; r < nr; r++) {
+            double q = s[r] / k[r], u = 1.0 + q;
+            /* log1p(q) from log(1 + q), corrected for the rounding of 1 + q */
+            double l1p = u == 1.0 ? q : fs_log_f64(u) - ((u - 1.0) - q) / u;
+            y[r] = (FS_T)(l1p + fs_log_f64(k[r]) + (double)m[r]);
+        }
+        for (fs_index r = 0; r < nr; r++)
+            if (!isfinite(m[r])) /* +-inf or NaN rows: log(sum(exp(x))) directly */
+                y[r] = FS_PUBLIC(logsumexp)(x + r * xrs, n, 1);
+        return;
+    }
+    for (fs_index c = 0; c < n; c++) {
+        FS_T *col = xt + c * FS_TILE;
+#pragma omp simd
+        for (fs_index r = 0; r < nr; r++) {
+            FS_T e = FS_EXP(col[r] - shift[r]);
+            s[r] += (double)e;
+            if (op == 0)
+                col[r] = e;
+        }
+    }
+    if (op == 0) {
+        FS_T inv[FS_TILE];
+#pragma omp simd
+        for (fs_index r = 0; r < nr; r++)
+            inv[r] = isfinite(m[r]) ? (FS_T)(1.0 / s[r]) : (FS_T)NAN;
+        for (fs_index c = 0; c < n; c++) {
+            FS_T *col = xt + c * FS_TILE;
+#pragma omp simd
+            for (fs_index r = 0; r < nr; r++)
+                col[r] *= inv[r];
+        }
+    } else {
+        FS_T log_s[FS_TILE];
+#pragma omp simd
+        for (fs_index r = 0; r < nr; r++)
+            log_s[r] = (FS_T)fs_log_f64(s[r]);
+        for (fs_index c = 0; c < n; c++) {
+            FS_T *col = xt + c * FS_TILE;
+#pragma omp simd
+            for (fs_index r = 0; r < nr; r++)
+                col[r] = (col[r] - shift[r]) - log_s[r];
+        }
+    }
+    FS_LOCAL(tile_out)(xt, nr, n, y, yrs);
+}
+
+FS_DISPATCH void FS_PUBLIC(softmax_rows)(const FS_T *x, fs_index xrs, fs_index xs, fs_index nr,
+                                         fs_index n, FS_T *y, fs_index yrs, fs_index ys, int op)
+{
+    if (n <= FS_SMALL_C && xs == 1 && (op == 2 || ys == 1)) {
+        for (fs_index r0 = 0; r0 < nr; r0 += FS_TILE) {
+            fs_index k = nr - r0 < FS_TILE ? nr - r0 : FS_TILE;
+            FS_LOCAL(softmax_tile)(x + r0 * xrs, xrs, k, n, op == 2 ? y + r0 : y + r0 * yrs,
+                                   yrs, op);
+        }
+        return;
+    }
+    for (fs_index r = 0; r < nr; r++) {
+        if (op == 0)
+            FS_PUBLIC(softmax)(x + r * xrs, n, xs, y + r * yrs, ys);
+        else if (op == 1)
+            FS_PUBLIC(log_softmax)(x + r * xrs, n, xs, y + r * yrs, ys);
+        else
+            y[r] = FS_PUBLIC(logsumexp)(x + r * xrs, n, xs);
+    }
+}
+
+
 /*
  * Few classes (C <= FS_SMALL_C, classes contiguous, no softcap): per-row
  * loops of ten elements spend their time in loop set-up, so a tile of rows

@@ -94,6 +94,33 @@ cdef inline void _softmax_row(const floating *x, const Rows *xv, floating *y, co
             fs_softmax_f64(xr, n, xv.s1, yr, yv.s1)
 
 
+cdef inline Py_ssize_t _block(Py_ssize_t n_classes) noexcept nogil:
+    # Rows per task of a 2-D input: a tile when the kernels work across rows.
+    return FS_TILE if n_classes <= FS_SMALL_C else 1
+
+
+cdef inline void _softmax_block(const floating *x, const Rows *xv, floating *y,
+                                Py_ssize_t ys0, Py_ssize_t ys1, Py_ssize_t n,
+                                Py_ssize_t r0, Py_ssize_t nr, int op) noexcept nogil:
+    if floating is float:
+        fs_softmax_rows_f32(x + r0 * xv.s0, xv.s0, xv.s1, nr, n, y + r0 * ys0, ys0, ys1, op)
+    else:
+        fs_softmax_rows_f64(x + r0 * xv.s0, xv.s0, xv.s1, nr, n, y + r0 * ys0, ys0, ys1, op)
+
+
+cdef void _softmax_blocks(const floating *x, const Rows *xv, floating *y, Py_ssize_t ys0,
+                          Py_ssize_t ys1, Py_ssize_t n, Py_ssize_t rows, int op,
+                          int n_threads) noexcept nogil:
+    # A 2-D input (inner == 1): blocks of rows go to C whole.
+    cdef Py_ssize_t per = _block(n), n_blocks = (rows + per - 1) // per, b
+    if n_threads > 1:
+        for b in prange(n_blocks, schedule="static", num_threads=n_threads):
+            _softmax_block(x, xv, y, ys0, ys1, n, b * per, min(per, rows - b * per), op)
+    else:
+        for b in range(n_blocks):
+            _softmax_block(x, xv, y, ys0, ys1, n, b * per, min(per, rows - b * per), op)
+
+
 def softmax(const floating[:, :, :] x, floating[:, :, :] y, bint log, int n_threads):
     """y = softmax (or log_softmax) of x over axis 1. IN: x. OUT: y."""
     cdef Py_ssize_t n = x.shape[1], inner = x.shape[2]
@@ -102,7 +129,10 @@ def softmax(const floating[:, :, :] x, floating[:, :, :] y, bint log, int n_thre
     cdef Rows yv = _rows(inner, &y.strides[0], sizeof(floating))
     cdef const floating *xp = &x[0, 0, 0]
     cdef floating *yp = &y[0, 0, 0]
-    if n_threads > 1:
+    if inner == 1:
+        with nogil:
+            _softmax_blocks(xp, &xv, yp, yv.s0, yv.s1, n, rows, 1 if log else 0, n_threads)
+    elif n_threads > 1:
         for r in prange(rows, nogil=True, schedule="static", num_threads=n_threads):
             _softmax_row(xp, &xv, yp, &yv, n, r, log)
     else:
@@ -127,7 +157,10 @@ def logsumexp(const floating[:, :, :] x, floating[::1] out, int n_threads):
     cdef Rows xv = _rows(inner, &x.strides[0], sizeof(floating))
     cdef const floating *xp = &x[0, 0, 0]
     cdef floating *op = &out[0]
-    if n_threads > 1:
+    if inner == 1:
+        with nogil:
+            _softmax_blocks(xp, &xv, op, 1, 0, n, rows, 2, n_threads)
+    elif n_threads > 1:
         for r in prange(rows, nogil=True, schedule="static", num_threads=n_threads):
             _logsumexp_row(xp, &xv, op, n, r)
     else:
@@ -256,16 +289,16 @@ def xent_index(const floating[:, :, :] x, const index_t[:, :] target, floating[:
     if grad is not None:
         gv = _rows(inner, &grad.strides[0], sizeof(floating))
         gp = &grad[0, 0, 0]
-    cdef Py_ssize_t n_tiles = (rows + FS_TILE - 1) // FS_TILE, b
+    cdef Py_ssize_t per = _block(x.shape[1]), n_blocks = (rows + per - 1) // per, b
     if inner == 1 and n_threads > 1:
-        for b in prange(n_tiles, nogil=True, schedule="static", num_threads=n_threads):
+        for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
             _xent_index_tile(&o, xp, &xv, target, ignore_index, g, gp, &gv, lp, ep,
-                             b * FS_TILE, min(FS_TILE, rows - b * FS_TILE))
+                             b * per, min(per, rows - b * per))
     elif inner == 1:
         with nogil:
-            for b in range(n_tiles):
+            for b in range(n_blocks):
                 _xent_index_tile(&o, xp, &xv, target, ignore_index, g, gp, &gv, lp, ep,
-                                 b * FS_TILE, min(FS_TILE, rows - b * FS_TILE))
+                                 b * per, min(per, rows - b * per))
     elif n_threads > 1:
         for r in prange(rows, nogil=True, schedule="static", num_threads=n_threads):
             _xent_index_row(&o, xp, &xv,
