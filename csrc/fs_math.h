@@ -15,6 +15,8 @@
 #ifndef FS_MATH_H
 #define FS_MATH_H
 
+#include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -165,6 +167,31 @@ FS_MATH_INLINE double fs_log_f64(double x)
     y = x == 0.0 ? -__builtin_inf() : y;
     y = x == __builtin_inf() ? x : y;
     return (x < 0.0 || x != x) ? __builtin_nan("") : y;
+}
+
+
+/*
+ * Long sums: each block of FS_SUM_BLOCK terms is summed in SIMD lanes, and
+ * the block sums are added with Kahan's compensation, so the rounding error
+ * stays at a few ulp however long the row (as NumPy's pairwise sum), where
+ * one accumulator per lane would lose about n / lanes ulp.
+ */
+#define FS_SUM_BLOCK 256
+#define FS_BLOCK_END(b, n) ((n) - (b) < FS_SUM_BLOCK ? (n) : (b) + FS_SUM_BLOCK)
+#define FS_BLOCKS(b0, b1, n) \
+    for (fs_index b0 = 0, b1 = FS_BLOCK_END(0, n); b0 < (n); b0 = b1, b1 = FS_BLOCK_END(b1, n))
+
+typedef struct fs_sum {
+    double s, c; /* sum, compensation */
+} fs_sum;
+
+FS_MATH_INLINE void fs_sum_add(fs_sum *acc, double v)
+{
+    double y = v - acc->c;
+    double t = acc->s + y;
+    /* An infinite sum stays infinite (inf - inf in the compensation would make it NaN). */
+    acc->c = isfinite(t) ? (t - acc->s) - y : 0.0;
+    acc->s = t;
 }
 
 #endif /* FS_MATH_H */

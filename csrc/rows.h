@@ -36,11 +36,15 @@ FS_INLINE FS_T FS_LOCAL(row_max)(const FS_T *x, fs_index n, fs_index xs, FS_T ca
 
 FS_INLINE double FS_LOCAL(sum_exp)(const FS_T *x, fs_index n, fs_index xs, FS_T shift)
 {
-    double s = 0.0;
-#pragma omp simd reduction(+ : s)
-    for (fs_index i = 0; i < n; i++)
-        s += (double)FS_EXP(x[i * xs] - shift);
-    return s;
+    fs_sum s = {0.0, 0.0};
+    FS_BLOCKS(b0, b1, n) {
+        double bs = 0.0;
+#pragma omp simd reduction(+ : bs)
+        for (fs_index i = b0; i < b1; i++)
+            bs += (double)FS_EXP(x[i * xs] - shift);
+        fs_sum_add(&s, bs);
+    }
+    return s.s;
 }
 
 FS_INLINE void FS_LOCAL(fill)(FS_T *y, fs_index n, fs_index ys, FS_T value)
@@ -61,14 +65,18 @@ FS_INLINE void FS_LOCAL(softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y
     }
     /* One exp per element: store exp(x - max) in y (the row is then in cache),
      * and scale it by 1 / sum in a second, exp-free pass. y may alias x. */
-    double s = 0.0;
-#pragma omp simd reduction(+ : s)
-    for (fs_index i = 0; i < n; i++) {
-        FS_T e = FS_EXP(x[i * xs] - m);
-        y[i * ys] = e;
-        s += (double)e;
+    fs_sum s = {0.0, 0.0};
+    FS_BLOCKS(b0, b1, n) {
+        double bs = 0.0;
+#pragma omp simd reduction(+ : bs)
+        for (fs_index i = b0; i < b1; i++) {
+            FS_T e = FS_EXP(x[i * xs] - m);
+            y[i * ys] = e;
+            bs += (double)e;
+        }
+        fs_sum_add(&s, bs);
     }
-    FS_T r = (FS_T)(1.0 / s); /* NaN if x holds a NaN */
+    FS_T r = (FS_T)(1.0 / s.s); /* NaN if x holds a NaN */
 #pragma omp simd
     for (fs_index i = 0; i < n; i++)
         y[i * ys] *= r;
@@ -109,16 +117,21 @@ FS_INLINE FS_T FS_LOCAL(logsumexp)(const FS_T *x, fs_index n, fs_index xs)
     FS_T m = FS_LOCAL(row_max)(x, n, xs, 0, 0);
     if (!isfinite(m))
         return (FS_T)log(FS_LOCAL(sum_exp)(x, n, xs, 0));
-    double rest = 0.0, k = 0.0;
-#pragma omp simd reduction(+ : rest, k)
-    for (fs_index i = 0; i < n; i++) {
-        FS_T v = x[i * xs];
-        int is_max = v == m;
-        FS_T e = FS_EXP(v - m);
-        rest += is_max ? 0.0 : (double)e; /* a NaN is never the max: it lands here */
-        k += is_max ? 1.0 : 0.0;
+    fs_sum rest = {0.0, 0.0};
+    double k = 0.0; /* exact: an integer below 2^53 */
+    FS_BLOCKS(b0, b1, n) {
+        double bs = 0.0;
+#pragma omp simd reduction(+ : bs, k)
+        for (fs_index i = b0; i < b1; i++) {
+            FS_T v = x[i * xs];
+            int is_max = v == m;
+            FS_T e = FS_EXP(v - m);
+            bs += is_max ? 0.0 : (double)e; /* a NaN is never the max: it lands here */
+            k += is_max ? 1.0 : 0.0;
+        }
+        fs_sum_add(&rest, bs);
     }
-    return (FS_T)(log1p(rest / k) + log(k) + (double)m);
+    return (FS_T)(log1p(rest.s / k) + log(k) + (double)m);
 }
 
 FS_DISPATCH FS_T FS_PUBLIC(logsumexp)(const FS_T *x, fs_index n, fs_index xs)
@@ -150,13 +163,17 @@ FS_INLINE void FS_LOCAL(xent_stats)(const FS_T *x, fs_index n, fs_index xs, FS_T
 {
     FS_T m = FS_LOCAL(row_max)(x, n, xs, cap, capped);
     FS_T shift = isfinite(m) ? m : (FS_T)0;
-    double s = 0.0;
-#pragma omp simd reduction(+ : s)
-    for (fs_index i = 0; i < n; i++)
-        s += (double)FS_EXP(FS_SCORE(x[i * xs]) - shift);
+    fs_sum s = {0.0, 0.0};
+    FS_BLOCKS(b0, b1, n) {
+        double bs = 0.0;
+#pragma omp simd reduction(+ : bs)
+        for (fs_index i = b0; i < b1; i++)
+            bs += (double)FS_EXP(FS_SCORE(x[i * xs]) - shift);
+        fs_sum_add(&s, bs);
+    }
     *m_out = m;
     *shift_out = shift;
-    *s_out = s;
+    *s_out = s.s;
 }
 
 /* sum_c w_c (shift - z_c): the smoothing term relative to the shift. */
@@ -164,17 +181,15 @@ FS_INLINE double FS_LOCAL(weighted_gap)(const FS_T *x, fs_index n, fs_index xs,
                                                const double *w, FS_T shift, FS_T cap,
                                                const int capped)
 {
-    double acc = 0.0;
-    if (w) {
-#pragma omp simd reduction(+ : acc)
-        for (fs_index i = 0; i < n; i++)
-            acc += w[i] * (double)(shift - FS_SCORE(x[i * xs]));
-    } else {
-#pragma omp simd reduction(+ : acc)
-        for (fs_index i = 0; i < n; i++)
-            acc += (double)(shift - FS_SCORE(x[i * xs]));
+    fs_sum acc = {0.0, 0.0};
+    FS_BLOCKS(b0, b1, n) {
+        double bs = 0.0;
+#pragma omp simd reduction(+ : bs)
+        for (fs_index i = b0; i < b1; i++)
+            bs += (w ? w[i] : 1.0) * (double)(shift - FS_SCORE(x[i * xs]));
+        fs_sum_add(&acc, bs);
     }
-    return acc;
+    return acc.s;
 }
 
 /* grad_c = (a p_c - b w_c) dz_c with p_c = exp(z_c - shift) r. */
@@ -273,26 +288,32 @@ FS_INLINE double FS_LOCAL(xent_index_fused)(const fs_xent_opts *o, const FS_T *x
     const FS_T m = FS_LOCAL(row_max)(x, n, xs, 0, 0);
     const FS_T shift = isfinite(m) ? m : (FS_T)0;
     const FS_T zy = t >= 0 ? x[t * xs] : (FS_T)0;
-    double s = 0.0, gap = 0.0;
-    if (eps != 0.0) {
-#pragma omp simd reduction(+ : s, gap)
-        for (fs_index i = 0; i < n; i++) {
-            FS_T v = x[i * xs];
-            FS_T e = FS_EXP(v - shift);
-            gap += (w ? w[i] : 1.0) * (double)(shift - v);
-            s += (double)e;
-            if (store)
-                grad[i * gs] = e;
+    fs_sum sum = {0.0, 0.0}, gap_sum = {0.0, 0.0};
+    FS_BLOCKS(b0, b1, n) {
+        double bs = 0.0, bgap = 0.0;
+        if (eps != 0.0) {
+#pragma omp simd reduction(+ : bs, bgap)
+            for (fs_index i = b0; i < b1; i++) {
+                FS_T v = x[i * xs];
+                FS_T e = FS_EXP(v - shift);
+                bgap += (w ? w[i] : 1.0) * (double)(shift - v);
+                bs += (double)e;
+                if (store)
+                    grad[i * gs] = e;
+            }
+            fs_sum_add(&gap_sum, bgap);
+        } else {
+#pragma omp simd reduction(+ : bs)
+            for (fs_index i = b0; i < b1; i++) {
+                FS_T e = FS_EXP(x[i * xs] - shift);
+                bs += (double)e;
+                if (store)
+                    grad[i * gs] = e;
+            }
         }
-    } else {
-#pragma omp simd reduction(+ : s)
-        for (fs_index i = 0; i < n; i++) {
-            FS_T e = FS_EXP(x[i * xs] - shift);
-            s += (double)e;
-            if (store)
-                grad[i * gs] = e;
-        }
+        fs_sum_add(&sum, bs);
     }
+    const double s = sum.s, gap = gap_sum.s;
     const double log_s = log(s);
     const double lse = (double)shift + log_s;
     *lse_out = lse;
@@ -376,21 +397,27 @@ FS_INLINE double FS_LOCAL(prob_mass)(const fs_xent_opts *o, const FS_T *x, fs_in
     const FS_T cap = (FS_T)o->softcap;
     const double *w = o->weight;
     const FS_T keep = (FS_T)(1.0 - o->smoothing), spread = (FS_T)(o->smoothing / (double)n);
-    double mass = 0.0, acc = 0.0;
-    if (gap) {
-#pragma omp simd reduction(+ : mass, acc)
-        for (fs_index i = 0; i < n; i++) {
-            double wq = (w ? w[i] : 1.0) * (double)(q[i * qs] * keep + spread);
-            mass += wq;
-            acc += wq * (double)(shift - FS_SCORE(x[i * xs]));
+    fs_sum mass = {0.0, 0.0}, acc = {0.0, 0.0};
+    FS_BLOCKS(b0, b1, n) {
+        double bmass = 0.0, bacc = 0.0;
+        if (gap) {
+#pragma omp simd reduction(+ : bmass, bacc)
+            for (fs_index i = b0; i < b1; i++) {
+                double wq = (w ? w[i] : 1.0) * (double)(q[i * qs] * keep + spread);
+                bmass += wq;
+                bacc += wq * (double)(shift - FS_SCORE(x[i * xs]));
+            }
+            fs_sum_add(&acc, bacc);
+        } else {
+#pragma omp simd reduction(+ : bmass)
+            for (fs_index i = b0; i < b1; i++)
+                bmass += (w ? w[i] : 1.0) * (double)(q[i * qs] * keep + spread);
         }
-        *gap = acc;
-    } else {
-#pragma omp simd reduction(+ : mass)
-        for (fs_index i = 0; i < n; i++)
-            mass += (w ? w[i] : 1.0) * (double)(q[i * qs] * keep + spread);
+        fs_sum_add(&mass, bmass);
     }
-    return mass;
+    if (gap)
+        *gap = acc.s;
+    return mass.s;
 }
 
 /* grad_c = (a p_c - g w_c q'_c) dz_c with p_c = exp(z_c - shift) r. */
@@ -452,18 +479,25 @@ FS_INLINE double FS_LOCAL(xent_prob_fused)(const fs_xent_opts *o, const FS_T *x,
     const FS_T keep = (FS_T)(1.0 - o->smoothing), spread = (FS_T)(o->smoothing / (double)n);
     const FS_T m = FS_LOCAL(row_max)(x, n, xs, 0, 0);
     const FS_T shift = isfinite(m) ? m : (FS_T)0;
-    double s = 0.0, mass = 0.0, gap = 0.0;
-#pragma omp simd reduction(+ : s, mass, gap)
-    for (fs_index i = 0; i < n; i++) {
-        FS_T v = x[i * xs];
-        FS_T e = FS_EXP(v - shift);
-        double wq = (w ? w[i] : 1.0) * (double)(q[i * qs] * keep + spread);
-        s += (double)e;
-        mass += wq;
-        gap += wq * (double)(shift - v);
-        if (store)
-            grad[i * gs] = e;
+    fs_sum sum = {0.0, 0.0}, mass_sum = {0.0, 0.0}, gap_sum = {0.0, 0.0};
+    FS_BLOCKS(b0, b1, n) {
+        double bs = 0.0, bmass = 0.0, bgap = 0.0;
+#pragma omp simd reduction(+ : bs, bmass, bgap)
+        for (fs_index i = b0; i < b1; i++) {
+            FS_T v = x[i * xs];
+            FS_T e = FS_EXP(v - shift);
+            double wq = (w ? w[i] : 1.0) * (double)(q[i * qs] * keep + spread);
+            bs += (double)e;
+            bmass += wq;
+            bgap += wq * (double)(shift - v);
+            if (store)
+                grad[i * gs] = e;
+        }
+        fs_sum_add(&sum, bs);
+        fs_sum_add(&mass_sum, bmass);
+        fs_sum_add(&gap_sum, bgap);
     }
+    const double s = sum.s, mass = mass_sum.s, gap = gap_sum.s;
     const double log_s = log(s);
     const double lse = (double)shift + log_s;
     *lse_out = lse;

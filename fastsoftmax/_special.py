@@ -7,7 +7,6 @@ which follows scipy's algorithm and therefore its output dtypes and errors.
 """
 
 import numpy as np
-from numpy.lib.array_utils import normalize_axis_tuple
 
 from fastsoftmax import _kernels, reference
 from fastsoftmax._layout import KERNEL_DTYPES, as_kernel_input, rows3, view3
@@ -120,7 +119,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, n_thre
     if b is not None or a.dtype not in KERNEL_DTYPES or a.size == 0:
         return reference.logsumexp(a, axis, b, keepdims, return_sign)
     a = np.atleast_1d(as_kernel_input(a))
-    axes = tuple(range(a.ndim)) if axis is None else normalize_axis_tuple(axis, a.ndim)
+    axes = reference.reduction_axes(axis, a.ndim)
     kept = [i for i in range(a.ndim) if i not in axes]
     x3 = _rows_over(a, axes)
     res = np.empty(x3.shape[0] * x3.shape[2], dtype=a.dtype)
@@ -144,7 +143,7 @@ def _normalise(x, axis, out, n_threads, log):
         fn = reference.log_softmax if log else reference.softmax
         return _into(out, fn(x, axis))
     x = as_kernel_input(x)
-    axes = tuple(range(x.ndim)) if axis is None else normalize_axis_tuple(axis, x.ndim)
+    axes = reference.reduction_axes(axis, x.ndim)
     x3 = _rows_over(x, axes)
     dtype = x.dtype
     if out is not None:

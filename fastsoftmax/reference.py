@@ -11,6 +11,8 @@ kernels do not take (integer, float16, long double and complex arrays, and
 ``logsumexp`` with ``b=``), which is how they keep scipy's output dtypes.
 """
 
+import operator
+
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
@@ -29,7 +31,11 @@ def log_softmax(x, axis=None):
     """x - logsumexp(x) along ``axis``; a non-finite maximum shifts by 0."""
     x = np.asarray(x)
     x_max = np.max(x, axis=axis, keepdims=True)
-    x_max = np.where(np.isfinite(x_max), x_max, 0)
+    if x_max.ndim > 0:
+        x_max = x_max.copy()  # keeps x's dtype (bool input then fails, as in scipy)
+        x_max[~np.isfinite(x_max)] = 0
+    elif not np.isfinite(x_max):
+        x_max = 0
     shifted = x - x_max
     with np.errstate(divide="ignore"):
         lse = np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
@@ -48,12 +54,15 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     a = np.atleast_1d(a)
     if b is not None:
         b = np.atleast_1d(b)
-    axes = tuple(range(a.ndim)) if axis is None else normalize_axis_tuple(axis, a.ndim)
+    axes = reduction_axes(axis, a.ndim)
     is_complex = np.iscomplexobj(a)
 
     if a.size == 0:
-        shape = tuple(1 if i in axes else n for i, n in enumerate(a.shape))
-        out = np.full(shape, -np.inf, dtype=a.dtype)
+        shape = np.asarray(a.shape)
+        # Indexing with the axes tuple, as scipy does: several axes at once
+        # raise IndexError there, and so here.
+        shape[axes] = 1
+        out = np.full(tuple(shape), -np.inf, dtype=a.dtype)
         sgn = np.sign(out)
     else:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -81,17 +90,38 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     return (out, sgn) if return_sign else out
 
 
+def reduction_axes(axis, ndim):
+    """``axis`` (None, an int or a tuple of ints) as a tuple of non-negative axes.
+
+    Like NumPy's reductions, and so scipy: a list is a TypeError, an axis out
+    of range an AxisError, a repeated axis a ValueError.
+    """
+    if axis is None:
+        return tuple(range(ndim))
+    if not isinstance(axis, tuple):
+        axis = (operator.index(axis),)
+    return normalize_axis_tuple(axis, ndim)
+
+
 def _promote(a, b):
-    """scipy's promotion: a common floating (or complex) dtype, b broadcast to a."""
+    """scipy's promotion: a common floating (or complex) dtype, b broadcast to a.
+
+    Python scalars for ``b`` are weak, as in NumPy: a float32 ``a`` with
+    ``b=2.0`` stays float32. Strings of numbers are read as float64.
+    """
     a = np.asarray(a)
+    if a.dtype.kind in "US":
+        a = a.astype(np.float64)
     if b is None:
-        dtype = np.float64 if a.dtype.kind in "biu" else a.dtype
-        return a.astype(dtype, copy=False), None
-    b = np.asarray(b)
-    dtype = np.result_type(a, b)
+        dtype = np.dtype(np.float64) if a.dtype.kind in "biu" else a.dtype
+        return a.astype(dtype.newbyteorder("="), copy=False), None
+    weak_b = isinstance(b, (int, float, complex)) and not isinstance(b, np.generic)
+    dtype = np.result_type(a, b if weak_b else np.asarray(b))
     if dtype.kind in "biu":
         dtype = np.dtype(np.float64)
-    a, b = np.broadcast_arrays(a.astype(dtype, copy=False), b.astype(dtype, copy=False))
+    dtype = dtype.newbyteorder("=")
+    b = np.asarray(b, dtype=dtype)
+    a, b = np.broadcast_arrays(a.astype(dtype, copy=False), b)
     return a, b
 
 

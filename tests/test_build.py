@@ -1,0 +1,91 @@
+"""What the build reports about itself: OpenMP, threads, compiler, SIMD."""
+
+import os
+import platform
+
+import numpy as np
+import pytest
+
+import fastsoftmax
+
+# The documented keys of build_info() and the type of each value.
+KEY_TYPES = {
+    "version": str,
+    "openmp": bool,
+    "default_threads": int,
+    "compiler": str,
+    "simd": str,
+}
+
+
+def openmp_expected():
+    """False only when the build was asked to skip OpenMP (as setup.py reads it)."""
+    flag = os.environ.get("FASTSOFTMAX_NO_OPENMP", "").strip().lower()
+    return flag not in {"1", "true", "yes", "on"}
+
+
+def test_openmp_enabled():
+    if not openmp_expected():
+        pytest.skip("FASTSOFTMAX_NO_OPENMP is set: a serial build is expected")
+    assert fastsoftmax.openmp_enabled() is True
+    assert fastsoftmax.build_info()["openmp"] is True
+
+
+def test_openmp_flags_agree():
+    assert isinstance(fastsoftmax.openmp_enabled(), bool)
+    assert fastsoftmax.build_info()["openmp"] is fastsoftmax.openmp_enabled()
+    if not fastsoftmax.openmp_enabled():
+        # A serial build runs one thread whatever OMP_NUM_THREADS says.
+        assert fastsoftmax.build_info()["default_threads"] == 1
+
+
+def test_build_info_keys_and_types():
+    info = fastsoftmax.build_info()
+    assert isinstance(info, dict)
+    for key, kind in KEY_TYPES.items():
+        assert key in info, key
+        assert type(info[key]) is kind, (key, type(info[key]))
+    assert info["version"] == fastsoftmax.__version__
+    assert info["default_threads"] >= 1
+    assert info["compiler"].strip()
+    assert info["simd"].strip()
+    # The extra keys describe the machine and the runtime.
+    assert info["machine"] == platform.machine()
+    assert info["python"] == platform.python_version()
+    assert info["numpy"] == np.__version__
+
+
+def test_build_info_is_a_fresh_dict():
+    first = fastsoftmax.build_info()
+    first["version"] = "changed"
+    assert fastsoftmax.build_info()["version"] == fastsoftmax.__version__
+
+
+def test_default_threads_follows_omp_num_threads():
+    """A fresh interpreter with OMP_NUM_THREADS=1 reports one default thread."""
+    if not fastsoftmax.openmp_enabled():
+        pytest.skip("built without OpenMP")
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastsoftmax.__file__)))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=root)
+    out = subprocess.run(
+        [sys.executable, "-c",
+         "import fastsoftmax; print(fastsoftmax.build_info()['default_threads'])"],
+        env=env, capture_output=True, text=True, check=True, timeout=120,
+    )
+    assert out.stdout.strip() == "1"
+
+
+def test_show_config_prints_every_key(capsys):
+    result = fastsoftmax.show_config()
+    assert result is None
+    printed = capsys.readouterr().out
+    lines = printed.splitlines()
+    info = fastsoftmax.build_info()
+    assert len(lines) == len(info)
+    for key, value in info.items():
+        matching = [line for line in lines if line.split(":", 1)[0].strip() == key]
+        assert len(matching) == 1, (key, printed)
+        assert matching[0].split(":", 1)[1].strip() == str(value)
