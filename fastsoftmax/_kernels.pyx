@@ -76,6 +76,29 @@ cdef inline Py_ssize_t _offset(const Rows *v, Py_ssize_t r) noexcept nogil:
     return i * v.s0 + (r - i * v.inner) * v.s2
 
 
+cdef struct Scale:
+    # Per-row gradient scale: an (outer, inner) float64 array, or one value.
+    const double *p
+    Py_ssize_t s0, s1
+    double value
+
+
+cdef Scale _scale_of(const double[:, :] g, double value):
+    cdef Scale v
+    v.p = NULL
+    v.s0 = v.s1 = 0
+    v.value = value
+    if g is not None:
+        v.p = &g[0, 0]
+        v.s0 = g.strides[0] // sizeof(double)
+        v.s1 = g.strides[1] // sizeof(double)
+    return v
+
+
+cdef inline double _scale(const Scale *g, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
+    return g.value if g.p == NULL else g.p[i * g.s0 + j * g.s1]
+
+
 # ------------------------------------------------------------- softmax family
 
 cdef inline void _softmax_row(const floating *x, const Rows *xv, floating *y, const Rows *yv,
@@ -250,7 +273,7 @@ cdef inline void _xent_index_row(const fs_xent_opts *o, const floating *x, const
 
 cdef void _xent_index_tile(const fs_xent_opts *o, const floating *x, const Rows *xv,
                            const index_t[:, :] target, int64_t ignore_index,
-                           const double[:, :] g, floating *grad, const Rows *gv, double *loss,
+                           const Scale *g, floating *grad, const Rows *gv, double *loss,
                            double *lse, Py_ssize_t r0, Py_ssize_t nr) noexcept nogil:
     # Rows r0 .. r0 + nr of a 2-D (inner == 1) input: labels and scales are
     # gathered into buffers on this thread's stack, then C computes the tile.
@@ -260,7 +283,7 @@ cdef void _xent_index_tile(const fs_xent_opts *o, const floating *x, const Rows 
     cdef floating *gr = NULL if grad == NULL else grad + r0 * gv.s0
     for k in range(nr):
         tbuf[k] = _label(target[r0 + k, 0], ignore_index)
-        gbuf[k] = g[r0 + k, 0]
+        gbuf[k] = _scale(g, r0 + k, 0)
     if floating is float:
         fs_xent_index_rows_f32(o, x + r0 * xv.s0, xv.s0, xv.s1, nr, tbuf, gbuf, gr, gv.s0,
                                gv.s1, loss + r0, lse + r0)
@@ -270,15 +293,17 @@ cdef void _xent_index_tile(const fs_xent_opts *o, const floating *x, const Rows 
 
 
 def xent_index(const floating[:, :, :] x, const index_t[:, :] target, floating[:, :, :] grad,
-               double[::1] loss, double[::1] lse, const double[:, :] g,
+               double[::1] loss, double[::1] lse, const double[:, :] g, double g_value,
                const double[::1] weight, double weight_sum, int64_t ignore_index,
                double smoothing, double z_loss, double softcap, int n_threads):
     """Fused loss (and gradient, unless grad is None) against class indices.
 
-    IN: x (N, C, D), target (N, D), g (N, D) gradient scale per row,
+    IN: x (N, C, D), target (N, D), g (N, D) gradient scale per row (or None
+    and g_value for all rows),
     weight (C,) or None. OUT: loss (N*D,), lse (N*D,), grad (N, C, D) or None.
     """
     cdef fs_xent_opts o = _opts(x.shape[1], weight, weight_sum, smoothing, z_loss, softcap)
+    cdef Scale gs = _scale_of(g, g_value)
     cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner, r
     cdef Rows xv = _rows(inner, &x.strides[0], sizeof(floating))
     cdef Rows gv = xv
@@ -292,24 +317,24 @@ def xent_index(const floating[:, :, :] x, const index_t[:, :] target, floating[:
     cdef Py_ssize_t per = _block(x.shape[1]), n_blocks = (rows + per - 1) // per, b
     if inner == 1 and n_threads > 1:
         for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
-            _xent_index_tile(&o, xp, &xv, target, ignore_index, g, gp, &gv, lp, ep,
+            _xent_index_tile(&o, xp, &xv, target, ignore_index, &gs, gp, &gv, lp, ep,
                              b * per, min(per, rows - b * per))
     elif inner == 1:
         with nogil:
             for b in range(n_blocks):
-                _xent_index_tile(&o, xp, &xv, target, ignore_index, g, gp, &gv, lp, ep,
+                _xent_index_tile(&o, xp, &xv, target, ignore_index, &gs, gp, &gv, lp, ep,
                                  b * per, min(per, rows - b * per))
     elif n_threads > 1:
         for r in prange(rows, nogil=True, schedule="static", num_threads=n_threads):
             _xent_index_row(&o, xp, &xv,
                             _label(target[r // inner, r % inner], ignore_index),
-                            g[r // inner, r % inner], gp, &gv, lp, ep, r)
+                            _scale(&gs, r // inner, r % inner), gp, &gv, lp, ep, r)
     else:
         with nogil:
             for r in range(rows):
                 _xent_index_row(&o, xp, &xv,
                                 _label(target[r // inner, r % inner], ignore_index),
-                                g[r // inner, r % inner], gp, &gv, lp, ep, r)
+                                _scale(&gs, r // inner, r % inner), gp, &gv, lp, ep, r)
 
 
 cdef inline void _xent_prob_row(const fs_xent_opts *o, const floating *x, const Rows *xv,
@@ -326,7 +351,7 @@ cdef inline void _xent_prob_row(const fs_xent_opts *o, const floating *x, const 
 
 
 def xent_prob(const floating[:, :, :] x, const floating[:, :, :] q, floating[:, :, :] grad,
-              double[::1] loss, double[::1] lse, const double[:, :] g,
+              double[::1] loss, double[::1] lse, const double[:, :] g, double g_value,
               const double[::1] weight, double weight_sum,
               double smoothing, double z_loss, double softcap, int n_threads):
     """Fused loss (and gradient, unless grad is None) against class probabilities.
@@ -335,6 +360,7 @@ def xent_prob(const floating[:, :, :] x, const floating[:, :, :] q, floating[:, 
     OUT: loss (N*D,), lse (N*D,), grad (N, C, D) or None.
     """
     cdef fs_xent_opts o = _opts(x.shape[1], weight, weight_sum, smoothing, z_loss, softcap)
+    cdef Scale gs = _scale_of(g, g_value)
     cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner, r
     cdef Rows xv = _rows(inner, &x.strides[0], sizeof(floating))
     cdef Rows qv = _rows(inner, &q.strides[0], sizeof(floating))
@@ -349,11 +375,11 @@ def xent_prob(const floating[:, :, :] x, const floating[:, :, :] q, floating[:, 
         gp = &grad[0, 0, 0]
     if n_threads > 1:
         for r in prange(rows, nogil=True, schedule="static", num_threads=n_threads):
-            _xent_prob_row(&o, xp, &xv, qp, &qv, g[r // inner, r % inner], gp, &gv, lp, ep, r)
+            _xent_prob_row(&o, xp, &xv, qp, &qv, _scale(&gs, r // inner, r % inner), gp, &gv, lp, ep, r)
     else:
         with nogil:
             for r in range(rows):
-                _xent_prob_row(&o, xp, &xv, qp, &qv, g[r // inner, r % inner], gp, &gv,
+                _xent_prob_row(&o, xp, &xv, qp, &qv, _scale(&gs, r // inner, r % inner), gp, &gv,
                                lp, ep, r)
 
 
@@ -369,7 +395,7 @@ cdef inline void _xent_index_grad_row(const fs_xent_opts *o, const floating *x, 
 
 
 def xent_index_grad(const floating[:, :, :] x, const index_t[:, :] target,
-                    const double[:, :] lse, floating[:, :, :] grad, const double[:, :] g,
+                    const double[:, :] lse, floating[:, :, :] grad, const double[:, :] g, double g_value,
                     const double[::1] weight, double weight_sum, int64_t ignore_index,
                     double smoothing, double z_loss, double softcap, int n_threads):
     """Gradient alone against class indices, from the rows' log-sum-exp.
@@ -377,6 +403,7 @@ def xent_index_grad(const floating[:, :, :] x, const index_t[:, :] target,
     IN: x (N, C, D), target (N, D), lse (N, D), g (N, D), weight. OUT: grad (N, C, D).
     """
     cdef fs_xent_opts o = _opts(x.shape[1], weight, weight_sum, smoothing, z_loss, softcap)
+    cdef Scale gs = _scale_of(g, g_value)
     cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner, r
     cdef Rows xv = _rows(inner, &x.strides[0], sizeof(floating))
     cdef Rows gv = _rows(inner, &grad.strides[0], sizeof(floating))
@@ -386,14 +413,14 @@ def xent_index_grad(const floating[:, :, :] x, const index_t[:, :] target,
         for r in prange(rows, nogil=True, schedule="static", num_threads=n_threads):
             _xent_index_grad_row(&o, xp, &xv,
                                  _label(target[r // inner, r % inner], ignore_index),
-                                 lse[r // inner, r % inner], g[r // inner, r % inner],
+                                 lse[r // inner, r % inner], _scale(&gs, r // inner, r % inner),
                                  gp, &gv, r)
     else:
         with nogil:
             for r in range(rows):
                 _xent_index_grad_row(&o, xp, &xv,
                                      _label(target[r // inner, r % inner], ignore_index),
-                                     lse[r // inner, r % inner], g[r // inner, r % inner],
+                                     lse[r // inner, r % inner], _scale(&gs, r // inner, r % inner),
                                      gp, &gv, r)
 
 
@@ -410,7 +437,7 @@ cdef inline void _xent_prob_grad_row(const fs_xent_opts *o, const floating *x, c
 
 
 def xent_prob_grad(const floating[:, :, :] x, const floating[:, :, :] q,
-                   const double[:, :] lse, floating[:, :, :] grad, const double[:, :] g,
+                   const double[:, :] lse, floating[:, :, :] grad, const double[:, :] g, double g_value,
                    const double[::1] weight, double weight_sum,
                    double smoothing, double z_loss, double softcap, int n_threads):
     """Gradient alone against class probabilities, from the rows' log-sum-exp.
@@ -418,6 +445,7 @@ def xent_prob_grad(const floating[:, :, :] x, const floating[:, :, :] q,
     IN: x (N, C, D), q (N, C, D), lse (N, D), g (N, D), weight. OUT: grad (N, C, D).
     """
     cdef fs_xent_opts o = _opts(x.shape[1], weight, weight_sum, smoothing, z_loss, softcap)
+    cdef Scale gs = _scale_of(g, g_value)
     cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner, r
     cdef Rows xv = _rows(inner, &x.strides[0], sizeof(floating))
     cdef Rows qv = _rows(inner, &q.strides[0], sizeof(floating))
@@ -428,9 +456,9 @@ def xent_prob_grad(const floating[:, :, :] x, const floating[:, :, :] q,
     if n_threads > 1:
         for r in prange(rows, nogil=True, schedule="static", num_threads=n_threads):
             _xent_prob_grad_row(&o, xp, &xv, qp, &qv, lse[r // inner, r % inner],
-                                g[r // inner, r % inner], gp, &gv, r)
+                                _scale(&gs, r // inner, r % inner), gp, &gv, r)
     else:
         with nogil:
             for r in range(rows):
                 _xent_prob_grad_row(&o, xp, &xv, qp, &qv, lse[r // inner, r % inner],
-                                    g[r // inner, r % inner], gp, &gv, r)
+                                    _scale(&gs, r // inner, r % inner), gp, &gv, r)

@@ -2,8 +2,11 @@
 
 The kernels see 3-D (outer, classes, inner) views whose strides are whole
 elements of a native float32 or float64 dtype. These helpers produce such a
-view without copying where NumPy allows it.
+view without copying where NumPy allows it. They run on every call, so they
+stay cheap for small arrays (math.prod, not np.prod).
 """
+
+import math
 
 import numpy as np
 
@@ -12,12 +15,15 @@ KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def kernel_ready(a):
     """True when ``a``'s memory can be handed to the kernels as it is."""
-    return (
-        a.dtype in KERNEL_DTYPES
-        and a.dtype.isnative
-        and a.flags.aligned
-        and all(s % a.itemsize == 0 for s in a.strides)
-    )
+    if a.dtype.char not in "fd" or not a.dtype.isnative:
+        return False
+    flags = a.flags
+    if not flags.aligned:
+        return False
+    if flags.c_contiguous:
+        return True  # every stride that is used is a multiple of the item size
+    size = a.itemsize
+    return all(s % size == 0 for s in a.strides)
 
 
 def as_kernel_input(a):
@@ -38,8 +44,7 @@ def view3(a, shape3):
 
 def rows3(a, axis):
     """``a`` as (outer, a.shape[axis], inner) for a single axis, copying only if needed."""
-    outer = int(np.prod(a.shape[:axis], dtype=np.int64))
-    inner = int(np.prod(a.shape[axis + 1 :], dtype=np.int64))
-    shape3 = (outer, a.shape[axis], inner)
+    shape = a.shape
+    shape3 = (math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :]))
     v = view3(a, shape3)
     return v if v is not None else np.ascontiguousarray(a).reshape(shape3)

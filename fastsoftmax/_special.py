@@ -6,6 +6,8 @@ arrays, 0-d values, ``logsumexp`` with ``b``) goes to the NumPy reference,
 which follows scipy's algorithm and therefore its output dtypes and errors.
 """
 
+import math
+
 import numpy as np
 
 from fastsoftmax import _kernels, reference
@@ -170,7 +172,7 @@ def _rows_over(a, axes):
     if axes == tuple(range(a.ndim)):
         return rows3(a.reshape(-1), 0)
     moved = np.moveaxis(a, axes, range(a.ndim - len(axes), a.ndim))
-    return np.ascontiguousarray(moved).reshape(-1, int(np.prod([a.shape[i] for i in axes])), 1)
+    return np.ascontiguousarray(moved).reshape(-1, math.prod(a.shape[i] for i in axes), 1)
 
 
 def _check_out(out, shape, dtype):

@@ -4,6 +4,7 @@ Every check happens here, before a kernel runs; the kernels then make one
 fused sweep per row (loss, log-sum-exp and, when asked, the gradient).
 """
 
+import math
 import numbers
 import operator
 
@@ -225,7 +226,7 @@ class _Call:
             self.loss_shape = ()
         else:
             self.n_outer, self.n_classes = x.shape[0], x.shape[1]
-            self.n_inner = int(np.prod(x.shape[2:], dtype=np.int64))
+            self.n_inner = math.prod(x.shape[2:])
             self.loss_shape = (x.shape[0],) + x.shape[2:]
         if self.n_classes == 0:
             raise ValueError(f"input has no classes: shape {x.shape}")
@@ -306,18 +307,18 @@ class _Call:
         return float(self.n_rows) if self.probs else self.kept_weight
 
     def grad_scale(self, grad_output):
-        """Per-row scale of the gradient, as an (outer, inner) float64 array."""
-        shape2 = (self.n_outer, self.n_inner)
+        """Per-row scale of the gradient: (an (outer, inner) float64 array, None)
+        or (None, one value for every row)."""
         if self.reduction == "none":
             if grad_output is None:
-                return np.broadcast_to(np.float64(1.0), shape2)
+                return None, 1.0
             g = np.asarray(grad_output, dtype=np.float64)
             if g.shape != self.loss_shape:
                 raise ValueError(f"grad_output has shape {g.shape}, expected the loss's "
                                  f"shape {self.loss_shape} for reduction='none'")
-            return np.ascontiguousarray(g).reshape(shape2)
+            return g.reshape(self.n_outer, self.n_inner), 0.0
         g = 1.0 if grad_output is None else grad_output
-        if np.ndim(g) != 0:
+        if type(g) is not float and np.ndim(g) != 0:
             raise ValueError(f"grad_output must be a scalar for reduction="
                              f"'{self.reduction}', got shape {np.shape(g)}")
         g = float(g)
@@ -325,12 +326,12 @@ class _Call:
             d = self.denominator()
             # Zero total weight: NaN, as torch (rows of ignored targets stay 0).
             g = g / d if d != 0 else np.nan
-        return np.broadcast_to(np.float64(g), shape2)
+        return None, g
 
     def reduce(self, loss_rows):
         if self.reduction == "none":
             return self.per_sample(loss_rows)
-        total = float(np.sum(loss_rows))
+        total = float(loss_rows.sum())
         if self.reduction == "mean":
             d = self.denominator()
             total = total / d if d != 0 else np.nan
@@ -387,15 +388,15 @@ class _Call:
 
     def forward(self, grad, g):
         """Run the fused kernel; returns per-row loss and lse (float64)."""
-        loss = np.zeros(self.n_rows, dtype=np.float64)
-        lse = np.zeros(self.n_rows, dtype=np.float64)
+        loss = np.empty(self.n_rows, dtype=np.float64)
+        lse = np.empty(self.n_rows, dtype=np.float64)
         if self.n_rows:
             gv = None if grad is None else grad.view
             if self.probs:
-                _kernels.xent_prob(self.x3, self.q3, gv, loss, lse, g, *self._common(),
+                _kernels.xent_prob(self.x3, self.q3, gv, loss, lse, *g, *self._common(),
                                    *self._options())
             else:
-                _kernels.xent_index(self.x3, self.t2, gv, loss, lse, g, *self._common(),
+                _kernels.xent_index(self.x3, self.t2, gv, loss, lse, *g, *self._common(),
                                     self._kernel_ignore(), *self._options())
         if grad is not None:
             grad.finish()
@@ -404,16 +405,18 @@ class _Call:
     def backward(self, lse2, grad, g):
         if self.n_rows:
             if self.probs:
-                _kernels.xent_prob_grad(self.x3, self.q3, lse2, grad.view, g, *self._common(),
-                                        *self._options())
+                _kernels.xent_prob_grad(self.x3, self.q3, lse2, grad.view, *g,
+                                        *self._common(), *self._options())
             else:
-                _kernels.xent_index_grad(self.x3, self.t2, lse2, grad.view, g,
+                _kernels.xent_index_grad(self.x3, self.t2, lse2, grad.view, *g,
                                          *self._common(), self._kernel_ignore(),
                                          *self._options())
         grad.finish()
 
 
 def _real(name, value):
+    if type(value) is float:
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     return float(value)

@@ -98,6 +98,8 @@ def reduction_axes(axis, ndim):
     """
     if axis is None:
         return tuple(range(ndim))
+    if type(axis) is int and -ndim <= axis < ndim:  # the common case, quickly
+        return (axis % ndim,)
     if not isinstance(axis, tuple):
         axis = (operator.index(axis),)
     return normalize_axis_tuple(axis, ndim)
