@@ -58,6 +58,8 @@ typedef struct fs_xent_opts {
     void fs_xent_prob_grad_##SUF(const fs_xent_opts *o, const T *x, fs_index xs,            \
                                  const T *q, fs_index qs, double lse, double g, T *grad,    \
                                  fs_index gs);                                              \
+    void fs_softmax_strip_##SUF(const T *x, fs_index cs, fs_index w, fs_index n, T *y,       \
+                                fs_index ycs, int op);                                      \
     void fs_softmax_rows_##SUF(const T *x, fs_index xrs, fs_index xs, fs_index nr,           \
                                fs_index n, T *y, fs_index yrs, fs_index ys, int op);        \
     void fs_xent_index_rows_##SUF(const fs_xent_opts *o, const T *x, fs_index xrs,          \
@@ -73,6 +75,8 @@ typedef struct fs_xent_opts {
  *                  Writes g * d loss / d x to grad when grad is not NULL (grad may be x).
  * fs_xent_prob:    the same against a probability row q.
  * fs_xent_*_grad:  the gradient alone, from the row's log-sum-exp.
+ * fs_softmax_strip: the same over w <= FS_TILE contiguous columns x[c * cs + j]
+ *                  (a class axis that is not the last one; logsumexp into y[j]).
  * fs_softmax_rows: softmax (op 0), log_softmax (1) or logsumexp (2, y[r]) of
  *                  nr rows xrs elements apart.
  * fs_xent_index_rows: fs_xent_index over nr rows xrs elements apart, with

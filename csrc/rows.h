@@ -590,79 +590,114 @@ FS_INLINE void FS_LOCAL(tile_max)(const FS_T *xt, fs_index nr, fs_index n, FS_T 
     }
 }
 
-/* softmax (op 0), log_softmax (op 1) or logsumexp (op 2, into out[r]) of a
- * tile of rows of few classes, computed across rows. Same special values as
- * the row kernels. */
+/*
+ * softmax (op 0), log_softmax (op 1) or logsumexp (op 2, into y[j]) of w
+ * columns at once: column j is x[c * cs + j], c < n, so each step is a
+ * contiguous loop across columns. This serves class axes that are not the
+ * last one (the columns are the inner axis) and, after a transpose, tiles of
+ * rows with few classes. y may alias x (not for op 2). Sums over classes are
+ * blocked and compensated as in the row kernels; special values are theirs.
+ */
+FS_INLINE void FS_LOCAL(softmax_strip_body)(const FS_T *x, fs_index cs, fs_index w,
+                                            fs_index n, FS_T *y, fs_index ycs, int op)
+{
+    FS_T m[FS_TILE], shift[FS_TILE];
+    double bs[FS_TILE], k[FS_TILE];
+    fs_sum s[FS_TILE];
+    for (fs_index j = 0; j < w; j++) {
+        m[j] = -(FS_T)INFINITY;
+        s[j].s = s[j].c = 0.0;
+        k[j] = 0.0;
+    }
+    for (fs_index c = 0; c < n; c++) {
+        const FS_T *col = x + c * cs;
+#pragma omp simd
+        for (fs_index j = 0; j < w; j++)
+            m[j] = col[j] > m[j] ? col[j] : m[j];
+    }
+#pragma omp simd
+    for (fs_index j = 0; j < w; j++) /* softmax shifts by the max itself */
+        shift[j] = op == 0 || isfinite(m[j]) ? m[j] : (FS_T)0;
+    FS_BLOCKS(c0, c1, n) {
+        for (fs_index j = 0; j < w; j++)
+            bs[j] = 0.0;
+        for (fs_index c = c0; c < c1; c++) {
+            const FS_T *col = x + c * cs;
+            FS_T *out = y + c * ycs;
+            if (op == 2) { /* scipy's split: the k maximal terms out of the sum */
+#pragma omp simd
+                for (fs_index j = 0; j < w; j++) {
+                    int is_max = col[j] == m[j];
+                    FS_T e = FS_EXP(col[j] - shift[j]);
+                    bs[j] += is_max ? 0.0 : (double)e;
+                    k[j] += is_max ? 1.0 : 0.0;
+                }
+            } else if (op == 0) {
+#pragma omp simd
+                for (fs_index j = 0; j < w; j++) {
+                    FS_T e = FS_EXP(col[j] - shift[j]);
+                    bs[j] += (double)e;
+                    out[j] = e;
+                }
+            } else {
+#pragma omp simd
+                for (fs_index j = 0; j < w; j++)
+                    bs[j] += (double)FS_EXP(col[j] - shift[j]);
+            }
+        }
+        for (fs_index j = 0; j < w; j++)
+            fs_sum_add(&s[j], bs[j]);
+    }
+    if (op == 2) {
+        for (fs_index j = 0; j < w; j++) {
+            if (!isfinite(m[j])) { /* +-inf or NaN: log(sum(exp(x))) directly */
+                y[j] = FS_PUBLIC(logsumexp)(x + j, n, cs);
+                continue;
+            }
+            double q = s[j].s / k[j], u = 1.0 + q;
+            /* log1p(q) from log(1 + q), corrected for the rounding of 1 + q */
+            double l1p = u == 1.0 ? q : fs_log_f64(u) - ((u - 1.0) - q) / u;
+            y[j] = (FS_T)(l1p + fs_log_f64(k[j]) + (double)m[j]);
+        }
+        return;
+    }
+    FS_T f[FS_TILE];
+#pragma omp simd
+    for (fs_index j = 0; j < w; j++)
+        f[j] = op == 0 ? (isfinite(m[j]) ? (FS_T)(1.0 / s[j].s) : (FS_T)NAN)
+                       : (FS_T)fs_log_f64(s[j].s);
+    for (fs_index c = 0; c < n; c++) {
+        const FS_T *col = x + c * cs;
+        FS_T *out = y + c * ycs;
+        if (op == 0) {
+#pragma omp simd
+            for (fs_index j = 0; j < w; j++)
+                out[j] *= f[j];
+        } else {
+#pragma omp simd
+            for (fs_index j = 0; j < w; j++)
+                out[j] = (col[j] - shift[j]) - f[j];
+        }
+    }
+}
+
+FS_DISPATCH void FS_PUBLIC(softmax_strip)(const FS_T *x, fs_index cs, fs_index w, fs_index n,
+                                          FS_T *y, fs_index ycs, int op)
+{
+    FS_LOCAL(softmax_strip_body)(x, cs, w, n, y, ycs, op);
+}
+
+/* Rows of few classes: transposed into a class-major stack tile, then strips. */
 FS_INLINE void FS_LOCAL(softmax_tile)(const FS_T *x, fs_index xrs, fs_index nr, fs_index n,
                                       FS_T *y, fs_index yrs, int op)
 {
-    FS_T xt[FS_SMALL_C * FS_TILE], m[FS_TILE], shift[FS_TILE];
-    double s[FS_TILE], k[FS_TILE];
+    FS_T xt[FS_SMALL_C * FS_TILE];
     FS_LOCAL(tile_in)(x, xrs, nr, n, xt);
-    FS_LOCAL(tile_max)(xt, nr, n, m);
-#pragma omp simd
-    for (fs_index r = 0; r < nr; r++) {
-        /* softmax shifts by the max itself (a non-finite one makes the row NaN) */
-        shift[r] = op == 0 || isfinite(m[r]) ? m[r] : (FS_T)0;
-        s[r] = 0.0;
-        k[r] = 0.0;
-    }
-    if (op == 2) { /* scipy's split: the k maximal terms out of the sum */
-        for (fs_index c = 0; c < n; c++) {
-            const FS_T *col = xt + c * FS_TILE;
-#pragma omp simd
-            for (fs_index r = 0; r < nr; r++) {
-                int is_max = col[r] == m[r];
-                FS_T e = FS_EXP(col[r] - shift[r]);
-                s[r] += is_max ? 0.0 : (double)e;
-                k[r] += is_max ? 1.0 : 0.0;
-            }
-        }
-#pragma omp simd
-        for (fs_index r = 0; r < nr; r++) {
-            double q = s[r] / k[r], u = 1.0 + q;
-            /* log1p(q) from log(1 + q), corrected for the rounding of 1 + q */
-            double l1p = u == 1.0 ? q : fs_log_f64(u) - ((u - 1.0) - q) / u;
-            y[r] = (FS_T)(l1p + fs_log_f64(k[r]) + (double)m[r]);
-        }
-        for (fs_index r = 0; r < nr; r++)
-            if (!isfinite(m[r])) /* +-inf or NaN rows: log(sum(exp(x))) directly */
-                y[r] = FS_PUBLIC(logsumexp)(x + r * xrs, n, 1);
+    if (op == 2) {
+        FS_LOCAL(softmax_strip_body)(xt, FS_TILE, nr, n, y, 0, op);
         return;
     }
-    for (fs_index c = 0; c < n; c++) {
-        FS_T *col = xt + c * FS_TILE;
-#pragma omp simd
-        for (fs_index r = 0; r < nr; r++) {
-            FS_T e = FS_EXP(col[r] - shift[r]);
-            s[r] += (double)e;
-            if (op == 0)
-                col[r] = e;
-        }
-    }
-    if (op == 0) {
-        FS_T inv[FS_TILE];
-#pragma omp simd
-        for (fs_index r = 0; r < nr; r++)
-            inv[r] = isfinite(m[r]) ? (FS_T)(1.0 / s[r]) : (FS_T)NAN;
-        for (fs_index c = 0; c < n; c++) {
-            FS_T *col = xt + c * FS_TILE;
-#pragma omp simd
-            for (fs_index r = 0; r < nr; r++)
-                col[r] *= inv[r];
-        }
-    } else {
-        FS_T log_s[FS_TILE];
-#pragma omp simd
-        for (fs_index r = 0; r < nr; r++)
-            log_s[r] = (FS_T)fs_log_f64(s[r]);
-        for (fs_index c = 0; c < n; c++) {
-            FS_T *col = xt + c * FS_TILE;
-#pragma omp simd
-            for (fs_index r = 0; r < nr; r++)
-                col[r] = (col[r] - shift[r]) - log_s[r];
-        }
-    }
+    FS_LOCAL(softmax_strip_body)(xt, FS_TILE, nr, n, xt, FS_TILE, op);
     FS_LOCAL(tile_out)(xt, nr, n, y, yrs);
 }
 

@@ -48,6 +48,10 @@ cdef extern from "fastsoftmax.h" nogil:
                                 fs_index xs, fs_index nr, const int64_t *t, const double *g,
                                 double *grad, fs_index grs, fs_index gs, double *loss,
                                 double *lse) noexcept
+    void fs_softmax_strip_f32(const float *x, fs_index cs, fs_index w, fs_index n, float *y,
+                              fs_index ycs, int op) noexcept
+    void fs_softmax_strip_f64(const double *x, fs_index cs, fs_index w, fs_index n, double *y,
+                              fs_index ycs, int op) noexcept
     void fs_softmax_rows_f32(const float *x, fs_index xrs, fs_index xs, fs_index nr, fs_index n,
                              float *y, fs_index yrs, fs_index ys, int op) noexcept
     void fs_softmax_rows_f64(const double *x, fs_index xrs, fs_index xs, fs_index nr,

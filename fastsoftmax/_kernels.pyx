@@ -144,6 +144,33 @@ cdef void _softmax_blocks(const floating *x, const Rows *xv, floating *y, Py_ssi
             _softmax_block(x, xv, y, ys0, ys1, n, b * per, min(per, rows - b * per), op)
 
 
+cdef inline void _softmax_strip(const floating *x, const Rows *xv, floating *y,
+                                Py_ssize_t ys0, Py_ssize_t ys1, Py_ssize_t n, Py_ssize_t task,
+                                Py_ssize_t n_strips, int op) noexcept nogil:
+    cdef Py_ssize_t i = task // n_strips
+    cdef Py_ssize_t j0 = (task - i * n_strips) * FS_TILE
+    cdef Py_ssize_t w = min(FS_TILE, xv.inner - j0)
+    if floating is float:
+        fs_softmax_strip_f32(x + i * xv.s0 + j0, xv.s1, w, n, y + i * ys0 + j0, ys1, op)
+    else:
+        fs_softmax_strip_f64(x + i * xv.s0 + j0, xv.s1, w, n, y + i * ys0 + j0, ys1, op)
+
+
+cdef void _softmax_strips(const floating *x, const Rows *xv, floating *y, Py_ssize_t ys0,
+                          Py_ssize_t ys1, Py_ssize_t n, Py_ssize_t outer, int op,
+                          int n_threads) noexcept nogil:
+    # A class axis that is not the last one, over a contiguous inner axis:
+    # strips of FS_TILE inner positions, computed across the strip.
+    cdef Py_ssize_t n_strips = (xv.inner + FS_TILE - 1) // FS_TILE
+    cdef Py_ssize_t tasks = outer * n_strips, b
+    if n_threads > 1:
+        for b in prange(tasks, schedule="static", num_threads=n_threads):
+            _softmax_strip(x, xv, y, ys0, ys1, n, b, n_strips, op)
+    else:
+        for b in range(tasks):
+            _softmax_strip(x, xv, y, ys0, ys1, n, b, n_strips, op)
+
+
 def softmax(const floating[:, :, :] x, floating[:, :, :] y, bint log, int n_threads):
     """y = softmax (or log_softmax) of x over axis 1. IN: x. OUT: y."""
     cdef Py_ssize_t n = x.shape[1], inner = x.shape[2]
@@ -155,6 +182,10 @@ def softmax(const floating[:, :, :] x, floating[:, :, :] y, bint log, int n_thre
     if inner == 1:
         with nogil:
             _softmax_blocks(xp, &xv, yp, yv.s0, yv.s1, n, rows, 1 if log else 0, n_threads)
+    elif xv.s2 == 1 and yv.s2 == 1:
+        with nogil:
+            _softmax_strips(xp, &xv, yp, yv.s0, yv.s1, n, x.shape[0], 1 if log else 0,
+                            n_threads)
     elif n_threads > 1:
         for r in prange(rows, nogil=True, schedule="static", num_threads=n_threads):
             _softmax_row(xp, &xv, yp, &yv, n, r, log)
@@ -183,6 +214,9 @@ def logsumexp(const floating[:, :, :] x, floating[::1] out, int n_threads):
     if inner == 1:
         with nogil:
             _softmax_blocks(xp, &xv, op, 1, 0, n, rows, 2, n_threads)
+    elif xv.s2 == 1:
+        with nogil:
+            _softmax_strips(xp, &xv, op, inner, 0, n, x.shape[0], 2, n_threads)
     elif n_threads > 1:
         for r in prange(rows, nogil=True, schedule="static", num_threads=n_threads):
             _logsumexp_row(xp, &xv, op, n, r)
