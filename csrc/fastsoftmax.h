@@ -62,6 +62,9 @@ typedef struct fs_xent_opts {
                                 fs_index ycs, int op);                                      \
     void fs_softmax_rows_##SUF(const T *x, fs_index xrs, fs_index xs, fs_index nr,           \
                                fs_index n, T *y, fs_index yrs, fs_index ys, int op);        \
+    void fs_xent_index_strip_##SUF(const fs_xent_opts *o, const T *x, fs_index cs,           \
+                                   fs_index w, const int64_t *t, const double *g, T *grad,  \
+                                   fs_index gcs, double *loss, double *lse);                \
     void fs_xent_index_rows_##SUF(const fs_xent_opts *o, const T *x, fs_index xrs,          \
                                   fs_index xs, fs_index nr, const int64_t *t,               \
                                   const double *g, T *grad, fs_index grs, fs_index gs,      \
@@ -79,6 +82,8 @@ typedef struct fs_xent_opts {
  *                  (a class axis that is not the last one; logsumexp into y[j]).
  * fs_softmax_rows: softmax (op 0), log_softmax (1) or logsumexp (2, y[r]) of
  *                  nr rows xrs elements apart.
+ * fs_xent_index_strip: fs_xent_index over w <= FS_TILE columns x[c * cs + j]
+ *                  (no softcap), gradient to grad[c * gcs + j].
  * fs_xent_index_rows: fs_xent_index over nr rows xrs elements apart, with
  *                  labels t[r] (< 0: ignored) and scales g[r]; rows of few
  *                  classes are computed FS_TILE at a time across rows.

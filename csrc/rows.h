@@ -645,6 +645,7 @@ FS_INLINE void FS_LOCAL(softmax_strip_body)(const FS_T *x, fs_index cs, fs_index
                     bs[j] += (double)FS_EXP(col[j] - shift[j]);
             }
         }
+#pragma omp simd
         for (fs_index j = 0; j < w; j++)
             fs_sum_add(&s[j], bs[j]);
     }
@@ -724,90 +725,124 @@ FS_DISPATCH void FS_PUBLIC(softmax_rows)(const FS_T *x, fs_index xrs, fs_index x
 
 
 /*
- * Few classes (C <= FS_SMALL_C, classes contiguous, no softcap): per-row
- * loops of ten elements spend their time in loop set-up, so a tile of rows
- * is transposed into class-major order in a stack buffer and every step then
- * vectorises across rows, the log included. Same formulas as
+ * Cross-entropy of w columns at once (no softcap): column j holds the scores
+ * x[c * cs + j], c < C, and its gradient goes to grad[c * gcs + j] (which may
+ * be x itself). Each step is a contiguous loop across columns. This serves a
+ * class axis that is not the last one ((N, C, d1, ...) inputs) and, after a
+ * transpose, tiles of rows with few classes. Same formulas as
  * xent_index_fused, to within rounding.
  */
-FS_INLINE void FS_LOCAL(xent_index_tile)(const fs_xent_opts *o, const FS_T *x, fs_index xrs,
-                                         fs_index nr, const int64_t *t, const double *g,
-                                         FS_T *grad, fs_index grs, double *loss, double *lse)
+FS_INLINE void FS_LOCAL(xent_index_strip_body)(const fs_xent_opts *o, const FS_T *x,
+                                               fs_index cs, fs_index w, const int64_t *t,
+                                               const double *g, FS_T *grad, fs_index gcs,
+                                               double *loss, double *lse)
 {
     const fs_index n = o->n_classes;
     const double eps = o->smoothing, zl = o->z_loss;
-    const double *w = o->weight;
-    FS_T xt[FS_SMALL_C * FS_TILE]; /* xt[c * FS_TILE + r] */
-    FS_T shift[FS_TILE], zy[FS_TILE];
-    double s[FS_TILE], gap[FS_TILE], wy[FS_TILE], a[FS_TILE];
-    int is_inf[FS_TILE];
+    const double *wt = o->weight;
+    FS_T shift[FS_TILE], zy[FS_TILE], fillv[FS_TILE];
+    double bs[FS_TILE], bgap[FS_TILE], wy[FS_TILE], a[FS_TILE], gb[FS_TILE];
+    fs_sum s[FS_TILE], gap[FS_TILE];
+    int live[FS_TILE];
 
-    for (fs_index r = 0; r < nr; r++)
-        for (fs_index c = 0; c < n; c++)
-            xt[c * FS_TILE + r] = x[r * xrs + c];
-    for (fs_index r = 0; r < nr; r++) {
-        shift[r] = -(FS_T)INFINITY;
-        s[r] = 0.0;
-        gap[r] = 0.0;
-        zy[r] = t[r] >= 0 ? x[r * xrs + t[r]] : (FS_T)0;
-        wy[r] = t[r] >= 0 && w ? w[t[r]] : 1.0;
+    for (fs_index j = 0; j < w; j++) {
+        shift[j] = -(FS_T)INFINITY;
+        s[j].s = s[j].c = gap[j].s = gap[j].c = 0.0;
+        zy[j] = t[j] >= 0 ? x[t[j] * cs + j] : (FS_T)0; /* before grad overwrites x */
+        wy[j] = t[j] >= 0 && wt ? wt[t[j]] : 1.0;
     }
     for (fs_index c = 0; c < n; c++) {
-        const FS_T *col = xt + c * FS_TILE;
+        const FS_T *col = x + c * cs;
 #pragma omp simd
-        for (fs_index r = 0; r < nr; r++)
-            shift[r] = col[r] > shift[r] ? col[r] : shift[r];
+        for (fs_index j = 0; j < w; j++)
+            shift[j] = col[j] > shift[j] ? col[j] : shift[j];
     }
 #pragma omp simd
-    for (fs_index r = 0; r < nr; r++) {
-        is_inf[r] = shift[r] == (FS_T)INFINITY;
-        shift[r] = isfinite(shift[r]) ? shift[r] : (FS_T)0;
+    for (fs_index j = 0; j < w; j++) {
+        /* a column with a +inf score has a NaN log-softmax; an ignored one is 0 */
+        live[j] = t[j] >= 0 && shift[j] != (FS_T)INFINITY;
+        fillv[j] = t[j] < 0 ? (FS_T)0 : (FS_T)NAN;
+        shift[j] = isfinite(shift[j]) ? shift[j] : (FS_T)0;
     }
-    for (fs_index c = 0; c < n; c++) {
-        FS_T *col = xt + c * FS_TILE;
-        const double wc = w ? w[c] : 1.0;
+    FS_BLOCKS(c0, c1, n) {
+        for (fs_index j = 0; j < w; j++)
+            bs[j] = bgap[j] = 0.0;
+        for (fs_index c = c0; c < c1; c++) {
+            const FS_T *col = x + c * cs;
+            const double wc = wt ? wt[c] : 1.0;
+            if (grad) {
+                FS_T *out = grad + c * gcs;
 #pragma omp simd
-        for (fs_index r = 0; r < nr; r++) {
-            FS_T v = col[r];
-            FS_T e = FS_EXP(v - shift[r]);
-            s[r] += (double)e;
-            gap[r] += wc * (double)(shift[r] - v);
-            col[r] = e;
+                for (fs_index j = 0; j < w; j++) {
+                    FS_T v = col[j];
+                    FS_T e = FS_EXP(v - shift[j]);
+                    bs[j] += (double)e;
+                    bgap[j] += wc * (double)(shift[j] - v);
+                    out[j] = e;
+                }
+            } else {
+#pragma omp simd
+                for (fs_index j = 0; j < w; j++) {
+                    FS_T v = col[j];
+                    bs[j] += (double)FS_EXP(v - shift[j]);
+                    bgap[j] += wc * (double)(shift[j] - v);
+                }
+            }
+        }
+#pragma omp simd
+        for (fs_index j = 0; j < w; j++) {
+            fs_sum_add(&s[j], bs[j]);
+            fs_sum_add(&gap[j], bgap[j]);
         }
     }
 #pragma omp simd
-    for (fs_index r = 0; r < nr; r++) {
-        double log_s = fs_log_f64(s[r]);
-        double l = (double)shift[r] + log_s;
-        double v = (1.0 - eps) * wy[r] * (((double)shift[r] - (double)zy[r]) + log_s);
-        v += eps != 0.0 ? eps / (double)n * (o->weight_sum * log_s + gap[r]) : 0.0;
+    for (fs_index j = 0; j < w; j++) {
+        double log_s = fs_log_f64(s[j].s);
+        double l = (double)shift[j] + log_s;
+        double v = (1.0 - eps) * wy[j] * (((double)shift[j] - (double)zy[j]) + log_s);
+        v += eps != 0.0 ? eps / (double)n * (o->weight_sum * log_s + gap[j].s) : 0.0;
         v += zl != 0.0 ? zl * l * l : 0.0;
-        lse[r] = l;
-        loss[r] = t[r] < 0 ? 0.0 : (is_inf[r] ? NAN : v);
-        a[r] = g[r] * ((1.0 - eps) * wy[r] + eps / (double)n * o->weight_sum + 2.0 * zl * l)
-               / s[r];
+        lse[j] = l;
+        loss[j] = live[j] ? v : (double)fillv[j];
+        a[j] = g[j] * ((1.0 - eps) * wy[j] + eps / (double)n * o->weight_sum + 2.0 * zl * l)
+               / s[j].s;
+        gb[j] = g[j] * eps / (double)n;
     }
     if (!grad)
         return;
     for (fs_index c = 0; c < n; c++) {
-        FS_T *col = xt + c * FS_TILE;
-        const double bc = eps / (double)n * (w ? w[c] : 1.0);
+        FS_T *out = grad + c * gcs;
+        const FS_T wc = wt ? (FS_T)wt[c] : (FS_T)1;
 #pragma omp simd
-        for (fs_index r = 0; r < nr; r++)
-            col[r] = (FS_T)a[r] * col[r] - (FS_T)(g[r] * bc);
+        for (fs_index j = 0; j < w; j++)
+            out[j] = live[j] ? (FS_T)a[j] * out[j] - (FS_T)gb[j] * wc : fillv[j];
     }
-    for (fs_index r = 0; r < nr; r++) {
-        FS_T *gr = grad + r * grs;
-        if (t[r] < 0) {
-            FS_LOCAL(fill)(gr, n, 1, 0);
-        } else if (is_inf[r]) {
-            FS_LOCAL(fill)(gr, n, 1, (FS_T)NAN);
-        } else {
-            for (fs_index c = 0; c < n; c++)
-                gr[c] = xt[c * FS_TILE + r];
-            gr[t[r]] -= (FS_T)(g[r] * (1.0 - eps) * wy[r]);
-        }
-    }
+    for (fs_index j = 0; j < w; j++)
+        if (live[j])
+            grad[t[j] * gcs + j] -= (FS_T)(g[j] * (1.0 - eps) * wy[j]);
+}
+
+FS_DISPATCH void FS_PUBLIC(xent_index_strip)(const fs_xent_opts *o, const FS_T *x, fs_index cs,
+                                             fs_index w, const int64_t *t, const double *g,
+                                             FS_T *grad, fs_index gcs, double *loss,
+                                             double *lse)
+{
+    FS_LOCAL(xent_index_strip_body)(o, x, cs, w, t, g, grad, gcs, loss, lse);
+}
+
+/* Rows of few classes (C <= FS_SMALL_C, classes contiguous): per-row loops of
+ * ten elements spend their time in set-up, so a tile of rows is transposed
+ * into a class-major stack buffer and computed as a strip. */
+FS_INLINE void FS_LOCAL(xent_index_tile)(const fs_xent_opts *o, const FS_T *x, fs_index xrs,
+                                         fs_index nr, const int64_t *t, const double *g,
+                                         FS_T *grad, fs_index grs, double *loss, double *lse)
+{
+    FS_T xt[FS_SMALL_C * FS_TILE];
+    FS_LOCAL(tile_in)(x, xrs, nr, o->n_classes, xt);
+    FS_LOCAL(xent_index_strip_body)(o, xt, FS_TILE, nr, t, g, grad ? xt : NULL, FS_TILE, loss,
+                                    lse);
+    if (grad)
+        FS_LOCAL(tile_out)(xt, nr, o->n_classes, grad, grs);
 }
 
 FS_DISPATCH void FS_PUBLIC(xent_index_rows)(const fs_xent_opts *o, const FS_T *x, fs_index xrs,

@@ -48,6 +48,12 @@ cdef extern from "fastsoftmax.h" nogil:
                                 fs_index xs, fs_index nr, const int64_t *t, const double *g,
                                 double *grad, fs_index grs, fs_index gs, double *loss,
                                 double *lse) noexcept
+    void fs_xent_index_strip_f32(const fs_xent_opts *o, const float *x, fs_index cs, fs_index w,
+                                 const int64_t *t, const double *g, float *grad, fs_index gcs,
+                                 double *loss, double *lse) noexcept
+    void fs_xent_index_strip_f64(const fs_xent_opts *o, const double *x, fs_index cs,
+                                 fs_index w, const int64_t *t, const double *g, double *grad,
+                                 fs_index gcs, double *loss, double *lse) noexcept
     void fs_softmax_strip_f32(const float *x, fs_index cs, fs_index w, fs_index n, float *y,
                               fs_index ycs, int op) noexcept
     void fs_softmax_strip_f64(const double *x, fs_index cs, fs_index w, fs_index n, double *y,

@@ -326,6 +326,30 @@ cdef void _xent_index_tile(const fs_xent_opts *o, const floating *x, const Rows 
                                gv.s1, loss + r0, lse + r0)
 
 
+cdef void _xent_index_strip(const fs_xent_opts *o, const floating *x, const Rows *xv,
+                            const index_t[:, :] target, int64_t ignore_index,
+                            const Scale *g, floating *grad, const Rows *gv, double *loss,
+                            double *lse, Py_ssize_t task, Py_ssize_t n_strips) noexcept nogil:
+    # Inner positions j0 .. j0 + w of sample i of an (N, C, D) input with a
+    # contiguous inner axis: C computes them across the strip.
+    cdef int64_t tbuf[FS_TILE]
+    cdef double gbuf[FS_TILE]
+    cdef Py_ssize_t i = task // n_strips
+    cdef Py_ssize_t j0 = (task - i * n_strips) * FS_TILE
+    cdef Py_ssize_t w = min(FS_TILE, xv.inner - j0), k
+    cdef floating *gr = NULL if grad == NULL else grad + i * gv.s0 + j0
+    for k in range(w):
+        tbuf[k] = _label(target[i, j0 + k], ignore_index)
+        gbuf[k] = _scale(g, i, j0 + k)
+    cdef Py_ssize_t r0 = i * xv.inner + j0
+    if floating is float:
+        fs_xent_index_strip_f32(o, x + i * xv.s0 + j0, xv.s1, w, tbuf, gbuf, gr, gv.s1,
+                                loss + r0, lse + r0)
+    else:
+        fs_xent_index_strip_f64(o, x + i * xv.s0 + j0, xv.s1, w, tbuf, gbuf, gr, gv.s1,
+                                loss + r0, lse + r0)
+
+
 def xent_index(const floating[:, :, :] x, const index_t[:, :] target, floating[:, :, :] grad,
                double[::1] loss, double[::1] lse, const double[:, :] g, double g_value,
                const double[::1] weight, double weight_sum, int64_t ignore_index,
@@ -348,7 +372,7 @@ def xent_index(const floating[:, :, :] x, const index_t[:, :] target, floating[:
     if grad is not None:
         gv = _rows(inner, &grad.strides[0], sizeof(floating))
         gp = &grad[0, 0, 0]
-    cdef Py_ssize_t per = _block(x.shape[1]), n_blocks = (rows + per - 1) // per, b
+    cdef Py_ssize_t per = _block(x.shape[1]), n_blocks = (rows + per - 1) // per, b, n_strips
     if inner == 1 and n_threads > 1:
         for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
             _xent_index_tile(&o, xp, &xv, target, ignore_index, &gs, gp, &gv, lp, ep,
@@ -358,6 +382,19 @@ def xent_index(const floating[:, :, :] x, const index_t[:, :] target, floating[:
             for b in range(n_blocks):
                 _xent_index_tile(&o, xp, &xv, target, ignore_index, &gs, gp, &gv, lp, ep,
                                  b * per, min(per, rows - b * per))
+    elif softcap == 0.0 and xv.s2 == 1 and (grad is None or gv.s2 == 1):
+        # (N, C, d1, ...) with a contiguous inner axis: strips across it.
+        n_strips = (inner + FS_TILE - 1) // FS_TILE
+        n_blocks = x.shape[0] * n_strips
+        if n_threads > 1:
+            for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
+                _xent_index_strip(&o, xp, &xv, target, ignore_index, &gs, gp, &gv, lp, ep,
+                                  b, n_strips)
+        else:
+            with nogil:
+                for b in range(n_blocks):
+                    _xent_index_strip(&o, xp, &xv, target, ignore_index, &gs, gp, &gv, lp,
+                                      ep, b, n_strips)
     elif n_threads > 1:
         for r in prange(rows, nogil=True, schedule="static", num_threads=n_threads):
             _xent_index_row(&o, xp, &xv,

@@ -352,3 +352,29 @@ def test_properties(x, seed, shift):
         loss2, grad2 = fs.cross_entropy_with_grad(shifted, target, reduction="none")
         np.testing.assert_allclose(loss2, loss, rtol=tol * 10, atol=tol * 10)
         np.testing.assert_allclose(grad2, grad, rtol=tol * 10, atol=tol * 10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kdim_special_values_and_threads(dtype):
+    """(N, C, d) inputs run across the inner axis: same values, any thread count."""
+    rng = np.random.default_rng(9)
+    x, target, weight = make_case(rng, (64, 7, 300), dtype, weighted=True, ignore=True)
+    x[0, 2, 5] = np.nan
+    x[1, :, 7] = -np.inf
+    x[2, 3, 9] = np.inf
+    x[3, :, 11] = -np.inf
+    x[3, 1, 11] = 0.5  # one class left
+    target[3, 11] = 1
+    x[4, 2, 13] = -np.inf
+    target[4, 13] = 2  # the target is masked: infinite loss
+    kw = dict(label_smoothing=0.1, z_loss=1e-3, reduction="none", ignore_index=3)
+    one = fs.cross_entropy_with_grad(x, target, weight, n_threads=1, return_lse=True, **kw)
+    two = fs.cross_entropy_with_grad(x, target, weight, n_threads=2, return_lse=True, **kw)
+    for a, b in zip(one, two):
+        assert np.array_equal(a, b, equal_nan=True)
+    ref_loss, ref_grad, ref_lse = reference.cross_entropy_with_grad(x, target, weight, **kw)
+    check_close(one[0], ref_loss, dtype)
+    check_close(one[1], ref_grad, dtype, grad=True)
+    check_close(one[2], ref_lse, dtype)
+    assert np.isnan(one[0][0, 5]) or target[0, 5] == 3
+    assert one[0][4, 13] == np.inf
