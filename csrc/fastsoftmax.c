@@ -28,21 +28,33 @@
 #define FS_T float
 #define FS_SUF f32
 #define FS_EXP fs_exp_f32
+#define FS_EXP_FAST fs_exp_fast_f32
+#define FS_EXP_LO FS_EXP_FAST_LO_F32
+#define FS_ACC float /* in-block sums; blocks are added in double */
 #define FS_TANH tanhf
 #include "rows.h"
 #undef FS_T
 #undef FS_SUF
 #undef FS_EXP
+#undef FS_EXP_FAST
+#undef FS_EXP_LO
+#undef FS_ACC
 #undef FS_TANH
 
 #define FS_T double
 #define FS_SUF f64
 #define FS_EXP fs_exp_f64
+#define FS_EXP_FAST fs_exp_fast_f64
+#define FS_EXP_LO FS_EXP_FAST_LO_F64
+#define FS_ACC double
 #define FS_TANH tanh
 #include "rows.h"
 #undef FS_T
 #undef FS_SUF
 #undef FS_EXP
+#undef FS_EXP_FAST
+#undef FS_EXP_LO
+#undef FS_ACC
 #undef FS_TANH
 
 #define FS_STR2(x) #x

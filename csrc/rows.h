@@ -4,6 +4,8 @@
  *   FS_T      element type (float or double)
  *   FS_SUF    name suffix (f32 or f64)
  *   FS_EXP    vectorisable exp for FS_T (fs_math.h)
+ *   FS_EXP_FAST, FS_EXP_LO  its fast version and the bottom of that one's range
+ *   FS_ACC    type of the sums within a block of FS_SUM_BLOCK terms
  *   FS_TANH   libm tanh for FS_T
  *
  * Every public kernel forwards to an always-inline body that takes the
@@ -34,15 +36,40 @@ FS_INLINE FS_T FS_LOCAL(row_max)(const FS_T *x, fs_index n, fs_index xs, FS_T ca
     return m;
 }
 
+/* exp(v), by the fast version when the block was found in its range. */
+#define FS_EXPQ(v) (fast ? FS_EXP_FAST(v) : FS_EXP(v))
+
+/* 1 when every x - shift of the block is in the fast exp's range (not NaN). */
+FS_INLINE int FS_LOCAL(fast_range)(const FS_T *x, fs_index b0, fs_index b1, fs_index xs,
+                                   FS_T shift)
+{
+    int ok = 1;
+#pragma omp simd reduction(& : ok)
+    for (fs_index i = b0; i < b1; i++) {
+        FS_T d = x[i * xs] - shift;
+        ok &= (d >= FS_EXP_LO) & (d <= (FS_T)0);
+    }
+    return ok;
+}
+
+FS_INLINE FS_ACC FS_LOCAL(sum_exp_block)(const FS_T *x, fs_index b0, fs_index b1, fs_index xs,
+                                         FS_T shift, const int fast)
+{
+    FS_ACC bs = 0;
+#pragma omp simd reduction(+ : bs)
+    for (fs_index i = b0; i < b1; i++)
+        bs += (FS_ACC)FS_EXPQ(x[i * xs] - shift);
+    return bs;
+}
+
 FS_INLINE double FS_LOCAL(sum_exp)(const FS_T *x, fs_index n, fs_index xs, FS_T shift)
 {
     fs_sum s = {0.0, 0.0};
     FS_BLOCKS(b0, b1, n) {
-        double bs = 0.0;
-#pragma omp simd reduction(+ : bs)
-        for (fs_index i = b0; i < b1; i++)
-            bs += (double)FS_EXP(x[i * xs] - shift);
-        fs_sum_add(&s, bs);
+        FS_ACC bs = FS_LOCAL(fast_range)(x, b0, b1, xs, shift)
+                        ? FS_LOCAL(sum_exp_block)(x, b0, b1, xs, shift, 1)
+                        : FS_LOCAL(sum_exp_block)(x, b0, b1, xs, shift, 0);
+        fs_sum_add(&s, (double)bs);
     }
     return s.s;
 }
@@ -54,6 +81,20 @@ FS_INLINE void FS_LOCAL(fill)(FS_T *y, fs_index n, fs_index ys, FS_T value)
 }
 
 /* ---------------------------------------------------------------- softmax */
+
+/* y = exp(x - m) over a block; returns the block's sum. */
+FS_INLINE FS_ACC FS_LOCAL(softmax_block)(const FS_T *x, fs_index b0, fs_index b1, fs_index xs,
+                                         FS_T m, FS_T *y, fs_index ys, const int fast)
+{
+    FS_ACC bs = 0;
+#pragma omp simd reduction(+ : bs)
+    for (fs_index i = b0; i < b1; i++) {
+        FS_T e = FS_EXPQ(x[i * xs] - m);
+        y[i * ys] = e;
+        bs += (FS_ACC)e;
+    }
+    return bs;
+}
 
 FS_INLINE void FS_LOCAL(softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y,
                                         fs_index ys)
@@ -67,14 +108,10 @@ FS_INLINE void FS_LOCAL(softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y
      * and scale it by 1 / sum in a second, exp-free pass. y may alias x. */
     fs_sum s = {0.0, 0.0};
     FS_BLOCKS(b0, b1, n) {
-        double bs = 0.0;
-#pragma omp simd reduction(+ : bs)
-        for (fs_index i = b0; i < b1; i++) {
-            FS_T e = FS_EXP(x[i * xs] - m);
-            y[i * ys] = e;
-            bs += (double)e;
-        }
-        fs_sum_add(&s, bs);
+        FS_ACC bs = FS_LOCAL(fast_range)(x, b0, b1, xs, m)
+                        ? FS_LOCAL(softmax_block)(x, b0, b1, xs, m, y, ys, 1)
+                        : FS_LOCAL(softmax_block)(x, b0, b1, xs, m, y, ys, 0);
+        fs_sum_add(&s, (double)bs);
     }
     FS_T r = (FS_T)(1.0 / s.s); /* NaN if x holds a NaN */
 #pragma omp simd
@@ -109,6 +146,24 @@ FS_DISPATCH void FS_PUBLIC(log_softmax)(const FS_T *x, fs_index n, fs_index xs, 
         FS_LOCAL(log_softmax)(x, n, xs, y, ys);
 }
 
+/* Sum over a block of exp(x - m) for x != m; counts the x == m into *k. */
+FS_INLINE FS_ACC FS_LOCAL(lse_block)(const FS_T *x, fs_index b0, fs_index b1, fs_index xs,
+                                     FS_T m, double *k, const int fast)
+{
+    FS_ACC bs = 0;
+    double bk = 0.0;
+#pragma omp simd reduction(+ : bs, bk)
+    for (fs_index i = b0; i < b1; i++) {
+        FS_T v = x[i * xs];
+        int is_max = v == m;
+        FS_T e = FS_EXPQ(v - m);
+        bs += is_max ? (FS_ACC)0 : (FS_ACC)e; /* a NaN is never the max: it lands here */
+        bk += is_max ? 1.0 : 0.0;
+    }
+    *k += bk;
+    return bs;
+}
+
 /* scipy's algorithm: the maximal terms (k of them) are taken out of the sum,
  * out = log1p(rest / k) + log(k) + max, so that a row like [0, -50] keeps its
  * tiny answer. A non-finite max falls back to log(sum(exp(x))). */
@@ -120,16 +175,10 @@ FS_INLINE FS_T FS_LOCAL(logsumexp)(const FS_T *x, fs_index n, fs_index xs)
     fs_sum rest = {0.0, 0.0};
     double k = 0.0; /* exact: an integer below 2^53 */
     FS_BLOCKS(b0, b1, n) {
-        double bs = 0.0;
-#pragma omp simd reduction(+ : bs, k)
-        for (fs_index i = b0; i < b1; i++) {
-            FS_T v = x[i * xs];
-            int is_max = v == m;
-            FS_T e = FS_EXP(v - m);
-            bs += is_max ? 0.0 : (double)e; /* a NaN is never the max: it lands here */
-            k += is_max ? 1.0 : 0.0;
-        }
-        fs_sum_add(&rest, bs);
+        FS_ACC bs = FS_LOCAL(fast_range)(x, b0, b1, xs, m)
+                        ? FS_LOCAL(lse_block)(x, b0, b1, xs, m, &k, 1)
+                        : FS_LOCAL(lse_block)(x, b0, b1, xs, m, &k, 0);
+        fs_sum_add(&rest, (double)bs);
     }
     return (FS_T)(log1p(rest.s / k) + log(k) + (double)m);
 }
@@ -174,6 +223,17 @@ FS_INLINE void FS_LOCAL(xent_stats)(const FS_T *x, fs_index n, fs_index xs, FS_T
     *m_out = m;
     *shift_out = shift;
     *s_out = s.s;
+}
+
+/* sum over a block of w_c (shift - x_c), no softcap. */
+FS_INLINE double FS_LOCAL(weighted_gap_block)(const FS_T *x, fs_index b0, fs_index b1,
+                                              fs_index xs, const double *w, FS_T shift)
+{
+    double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+    for (fs_index i = b0; i < b1; i++)
+        acc += (w ? w[i] : 1.0) * (double)(shift - x[i * xs]);
+    return acc;
 }
 
 /* sum_c w_c (shift - z_c): the smoothing term relative to the shift. */
@@ -290,28 +350,18 @@ FS_INLINE double FS_LOCAL(xent_index_fused)(const fs_xent_opts *o, const FS_T *x
     const FS_T zy = t >= 0 ? x[t * xs] : (FS_T)0;
     fs_sum sum = {0.0, 0.0}, gap_sum = {0.0, 0.0};
     FS_BLOCKS(b0, b1, n) {
-        double bs = 0.0, bgap = 0.0;
+        FS_ACC bs;
         if (eps != 0.0) {
-#pragma omp simd reduction(+ : bs, bgap)
-            for (fs_index i = b0; i < b1; i++) {
-                FS_T v = x[i * xs];
-                FS_T e = FS_EXP(v - shift);
-                bgap += (w ? w[i] : 1.0) * (double)(shift - v);
-                bs += (double)e;
-                if (store)
-                    grad[i * gs] = e;
-            }
+            double bgap = FS_LOCAL(weighted_gap_block)(x, b0, b1, xs, w, shift);
             fs_sum_add(&gap_sum, bgap);
-        } else {
-#pragma omp simd reduction(+ : bs)
-            for (fs_index i = b0; i < b1; i++) {
-                FS_T e = FS_EXP(x[i * xs] - shift);
-                bs += (double)e;
-                if (store)
-                    grad[i * gs] = e;
-            }
         }
-        fs_sum_add(&sum, bs);
+        if (FS_LOCAL(fast_range)(x, b0, b1, xs, shift))
+            bs = store ? FS_LOCAL(softmax_block)(x, b0, b1, xs, shift, grad, gs, 1)
+                       : FS_LOCAL(sum_exp_block)(x, b0, b1, xs, shift, 1);
+        else
+            bs = store ? FS_LOCAL(softmax_block)(x, b0, b1, xs, shift, grad, gs, 0)
+                       : FS_LOCAL(sum_exp_block)(x, b0, b1, xs, shift, 0);
+        fs_sum_add(&sum, (double)bs);
     }
     const double s = sum.s, gap = gap_sum.s;
     const double log_s = log(s);
@@ -481,19 +531,21 @@ FS_INLINE double FS_LOCAL(xent_prob_fused)(const fs_xent_opts *o, const FS_T *x,
     const FS_T shift = isfinite(m) ? m : (FS_T)0;
     fs_sum sum = {0.0, 0.0}, mass_sum = {0.0, 0.0}, gap_sum = {0.0, 0.0};
     FS_BLOCKS(b0, b1, n) {
-        double bs = 0.0, bmass = 0.0, bgap = 0.0;
-#pragma omp simd reduction(+ : bs, bmass, bgap)
+        double bmass = 0.0, bgap = 0.0;
+#pragma omp simd reduction(+ : bmass, bgap)
         for (fs_index i = b0; i < b1; i++) {
-            FS_T v = x[i * xs];
-            FS_T e = FS_EXP(v - shift);
             double wq = (w ? w[i] : 1.0) * (double)(q[i * qs] * keep + spread);
-            bs += (double)e;
             bmass += wq;
-            bgap += wq * (double)(shift - v);
-            if (store)
-                grad[i * gs] = e;
+            bgap += wq * (double)(shift - x[i * xs]);
         }
-        fs_sum_add(&sum, bs);
+        FS_ACC bs;
+        if (FS_LOCAL(fast_range)(x, b0, b1, xs, shift))
+            bs = store ? FS_LOCAL(softmax_block)(x, b0, b1, xs, shift, grad, gs, 1)
+                       : FS_LOCAL(sum_exp_block)(x, b0, b1, xs, shift, 1);
+        else
+            bs = store ? FS_LOCAL(softmax_block)(x, b0, b1, xs, shift, grad, gs, 0)
+                       : FS_LOCAL(sum_exp_block)(x, b0, b1, xs, shift, 0);
+        fs_sum_add(&sum, (double)bs);
         fs_sum_add(&mass_sum, bmass);
         fs_sum_add(&gap_sum, bgap);
     }
@@ -870,3 +922,4 @@ FS_DISPATCH void FS_PUBLIC(xent_index_rows)(const fs_xent_opts *o, const FS_T *x
 #undef FS_LOCAL
 #undef FS_SCORE
 #undef FS_DSCORE
+#undef FS_EXPQ
