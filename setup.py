@@ -69,6 +69,7 @@ def _probe_openmp(compiler, cflags, ldflags):
 class BuildExt(build_ext):
     def build_extensions(self):
         cc = self.compiler
+        strip = []
         if cc.compiler_type == "msvc":
             opt = ["/O2", "/fp:precise"]
         else:
@@ -76,6 +77,13 @@ class BuildExt(build_ext):
             # the architecture, and NaN / inf must keep their meaning.
             # -fno-math-errno and -fno-trapping-math only let loops vectorise.
             opt = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd"]
+            # Python's own CFLAGS often carry -g: the extension has no debug
+            # information (-g0 comes last, so it wins). A wheel built on Linux
+            # has no symbol table either (the module's entry point stays in
+            # .dynsym); an in-place build keeps it for profilers.
+            opt.append("-g0")
+            if sys.platform.startswith("linux") and "bdist_wheel" in self.distribution.commands:
+                strip = ["-s"]
         omp_c, omp_l = [], []
         if _flag("FASTSOFTMAX_NO_OPENMP"):
             status = "off (FASTSOFTMAX_NO_OPENMP is set)"
@@ -94,14 +102,13 @@ class BuildExt(build_ext):
                 print(
                     "\n" + "*" * 72 + "\nWARNING: fastsoftmax is being built WITHOUT OpenMP:"
                     " every kernel will run on one thread.\nOn macOS: brew install libomp."
-                    " Set FASTSOFTMAX_REQUIRE_OPENMP=1 to make this an error.\n"
-                    + "*" * 72 + "\n",
+                    " Set FASTSOFTMAX_REQUIRE_OPENMP=1 to make this an error.\n" + "*" * 72 + "\n",
                     file=sys.stderr,
                 )
         print(f"fastsoftmax: compiler {cc.compiler_type}, OpenMP {status}", file=sys.stderr)
         for ext in self.extensions:
             ext.extra_compile_args = opt + omp_c + ext.extra_compile_args
-            ext.extra_link_args = omp_l + ext.extra_link_args
+            ext.extra_link_args = omp_l + strip + ext.extra_link_args
         super().build_extensions()
 
 

@@ -43,32 +43,28 @@ typedef struct fs_xent_opts {
     double weight_sum;    /* sum of the class weights (n_classes if NULL) */
 } fs_xent_opts;
 
-#define FS_DECLARE(T, SUF)                                                                  \
-    void fs_softmax_##SUF(const T *x, fs_index n, fs_index xs, T *y, fs_index ys);          \
-    void fs_log_softmax_##SUF(const T *x, fs_index n, fs_index xs, T *y, fs_index ys);      \
-    T fs_logsumexp_##SUF(const T *x, fs_index n, fs_index xs);                              \
-    double fs_xent_index_##SUF(const fs_xent_opts *o, const T *x, fs_index xs,              \
-                               int64_t target, double g, T *grad, fs_index gs,              \
-                               double *lse_out);                                            \
-    double fs_xent_prob_##SUF(const fs_xent_opts *o, const T *x, fs_index xs, const T *q,   \
-                              fs_index qs, double g, T *grad, fs_index gs, double *lse_out); \
-    void fs_xent_index_grad_##SUF(const fs_xent_opts *o, const T *x, fs_index xs,           \
-                                  int64_t target, double lse, double g, T *grad,            \
-                                  fs_index gs);                                             \
-    void fs_xent_prob_grad_##SUF(const fs_xent_opts *o, const T *x, fs_index xs,            \
-                                 const T *q, fs_index qs, double lse, double g, T *grad,    \
-                                 fs_index gs);                                              \
-    void fs_softmax_strip_##SUF(const T *x, fs_index cs, fs_index w, fs_index n, T *y,       \
-                                fs_index ycs, int op);                                      \
-    void fs_softmax_rows_##SUF(const T *x, fs_index xrs, fs_index xs, fs_index nr,           \
-                               fs_index n, T *y, fs_index yrs, fs_index ys, int op);        \
-    void fs_xent_index_strip_##SUF(const fs_xent_opts *o, const T *x, fs_index cs,           \
-                                   fs_index w, const int64_t *t, const double *g, T *grad,  \
-                                   fs_index gcs, double *loss, double *lse);                \
-    void fs_xent_index_rows_##SUF(const fs_xent_opts *o, const T *x, fs_index xrs,          \
-                                  fs_index xs, fs_index nr, const int64_t *t,               \
-                                  const double *g, T *grad, fs_index grs, fs_index gs,      \
-                                  double *loss, double *lse);
+#define FS_DECLARE(T, SUF)                                                                        \
+    void fs_softmax_##SUF(const T *x, fs_index n, fs_index xs, T *y, fs_index ys);                \
+    void fs_log_softmax_##SUF(const T *x, fs_index n, fs_index xs, T *y, fs_index ys);            \
+    T fs_logsumexp_##SUF(const T *x, fs_index n, fs_index xs);                                    \
+    double fs_xent_index_##SUF(const fs_xent_opts *o, const T *x, fs_index xs, int64_t target,    \
+                               double g, T *grad, fs_index gs, double *lse_out);                  \
+    double fs_xent_prob_##SUF(const fs_xent_opts *o, const T *x, fs_index xs, const T *q,         \
+                              fs_index qs, double g, T *grad, fs_index gs, double *lse_out);      \
+    void fs_xent_index_grad_##SUF(const fs_xent_opts *o, const T *x, fs_index xs, int64_t target, \
+                                  double lse, double g, T *grad, fs_index gs);                    \
+    void fs_xent_prob_grad_##SUF(const fs_xent_opts *o, const T *x, fs_index xs, const T *q,      \
+                                 fs_index qs, double lse, double g, T *grad, fs_index gs);        \
+    void fs_softmax_strip_##SUF(const T *x, fs_index cs, fs_index w, fs_index n, T *y,            \
+                                fs_index ycs, int op);                                            \
+    void fs_softmax_rows_##SUF(const T *x, fs_index xrs, fs_index xs, fs_index nr, fs_index n,    \
+                               T *y, fs_index yrs, fs_index ys, int op);                          \
+    void fs_xent_index_strip_##SUF(const fs_xent_opts *o, const T *x, fs_index cs, fs_index w,    \
+                                   const int64_t *t, const double *g, T *grad, fs_index gcs,      \
+                                   double *loss, double *lse);                                    \
+    void fs_xent_index_rows_##SUF(const fs_xent_opts *o, const T *x, fs_index xrs, fs_index xs,   \
+                                  fs_index nr, const int64_t *t, const double *g, T *grad,        \
+                                  fs_index grs, fs_index gs, double *loss, double *lse);
 
 /*
  * fs_softmax:      y = exp(x - max) / sum(exp(x - max)); NaN row if max is not finite.

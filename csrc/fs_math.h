@@ -20,6 +20,15 @@
 #include <stdint.h>
 #include <string.h>
 
+/* `#pragma omp simd` through a macro: MSVC's OpenMP 2.0 rejects it (C3001),
+ * so there the loops are left to its own vectoriser. */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define FS_SIMD(clauses)
+#else
+#define FS_PRAGMA(x) _Pragma(#x)
+#define FS_SIMD(clauses) FS_PRAGMA(omp simd clauses)
+#endif
+
 /* Always inlined: an out-of-line call inside a loop stops it vectorising. */
 #if defined(_MSC_VER)
 #define FS_MATH_INLINE static __forceinline
@@ -50,7 +59,7 @@ FS_MATH_INLINE int64_t fs_f64_to_bits(double d)
 
 FS_MATH_INLINE float fs_exp_f32(float x)
 {
-    const float hi = 88.72283935546875f;  /* above: +inf            */
+    const float hi = 88.72283935546875f;   /* above: +inf            */
     const float lo = -103.97208404541016f; /* below: 0 (round down) */
     const float log2e = 1.44269504088896341f;
     const float ln2_hi = 0.693145751953125f;
@@ -81,7 +90,7 @@ FS_MATH_INLINE float fs_exp_f32(float x)
     float s2 = fs_bits_to_f32((n2 + 127) << 23);
     float y = (p * s1) * s2;
 
-    y = x > hi ? __builtin_inff() : y;
+    y = x > hi ? INFINITY : y;
     y = x < lo ? 0.0f : y;
     return x != x ? x : y;
 }
@@ -128,11 +137,10 @@ FS_MATH_INLINE double fs_exp_f64(double x)
     double s2 = fs_bits_to_f64(e2 << 52);
     double y = (p * s1) * s2;
 
-    y = x > hi ? __builtin_inf() : y;
+    y = x > hi ? (double)INFINITY : y;
     y = x < lo ? 0.0 : y;
     return x != x ? x : y;
 }
-
 
 /*
  * The common case, fast: exp of x in [FS_EXP_FAST_LO_*, 0], where the result
@@ -225,11 +233,10 @@ FS_MATH_INLINE double fs_log_f64(double x)
     double t2 = z * (lg1 + w * (lg3 + w * (lg5 + w * lg7)));
     double hfsq = 0.5 * f * f;
     double y = k * ln2_hi - ((hfsq - (s * (hfsq + t2 + t1) + k * ln2_lo)) - f);
-    y = x == 0.0 ? -__builtin_inf() : y;
-    y = x == __builtin_inf() ? x : y;
-    return (x < 0.0 || x != x) ? __builtin_nan("") : y;
+    y = x == 0.0 ? -(double)INFINITY : y;
+    y = x == (double)INFINITY ? x : y;
+    return (x < 0.0 || x != x) ? (double)NAN : y;
 }
-
 
 /*
  * Long sums: each block of FS_SUM_BLOCK terms is summed in SIMD lanes, and

@@ -24,11 +24,10 @@
 #define FS_DSCORE(z) (capped ? (FS_T)1 - ((z) / cap) * ((z) / cap) : (FS_T)1)
 
 /* Largest element, NaN ignored (a NaN still poisons the sums that follow). */
-FS_INLINE FS_T FS_LOCAL(row_max)(const FS_T *x, fs_index n, fs_index xs, FS_T cap,
-                                        const int capped)
+FS_INLINE FS_T FS_LOCAL(row_max)(const FS_T *x, fs_index n, fs_index xs, FS_T cap, const int capped)
 {
     FS_T m = -(FS_T)INFINITY;
-#pragma omp simd reduction(max : m)
+    FS_SIMD(reduction(max : m))
     for (fs_index i = 0; i < n; i++) {
         FS_T z = FS_SCORE(x[i * xs]);
         m = z > m ? z : m;
@@ -40,11 +39,10 @@ FS_INLINE FS_T FS_LOCAL(row_max)(const FS_T *x, fs_index n, fs_index xs, FS_T ca
 #define FS_EXPQ(v) (fast ? FS_EXP_FAST(v) : FS_EXP(v))
 
 /* 1 when every x - shift of the block is in the fast exp's range (not NaN). */
-FS_INLINE int FS_LOCAL(fast_range)(const FS_T *x, fs_index b0, fs_index b1, fs_index xs,
-                                   FS_T shift)
+FS_INLINE int FS_LOCAL(fast_range)(const FS_T *x, fs_index b0, fs_index b1, fs_index xs, FS_T shift)
 {
     int ok = 1;
-#pragma omp simd reduction(& : ok)
+    FS_SIMD(reduction(& : ok))
     for (fs_index i = b0; i < b1; i++) {
         FS_T d = x[i * xs] - shift;
         ok &= (d >= FS_EXP_LO) & (d <= (FS_T)0);
@@ -56,7 +54,7 @@ FS_INLINE FS_ACC FS_LOCAL(sum_exp_block)(const FS_T *x, fs_index b0, fs_index b1
                                          FS_T shift, const int fast)
 {
     FS_ACC bs = 0;
-#pragma omp simd reduction(+ : bs)
+    FS_SIMD(reduction(+ : bs))
     for (fs_index i = b0; i < b1; i++)
         bs += (FS_ACC)FS_EXPQ(x[i * xs] - shift);
     return bs;
@@ -87,7 +85,7 @@ FS_INLINE FS_ACC FS_LOCAL(softmax_block)(const FS_T *x, fs_index b0, fs_index b1
                                          FS_T m, FS_T *y, fs_index ys, const int fast)
 {
     FS_ACC bs = 0;
-#pragma omp simd reduction(+ : bs)
+    FS_SIMD(reduction(+ : bs))
     for (fs_index i = b0; i < b1; i++) {
         FS_T e = FS_EXPQ(x[i * xs] - m);
         y[i * ys] = e;
@@ -96,8 +94,7 @@ FS_INLINE FS_ACC FS_LOCAL(softmax_block)(const FS_T *x, fs_index b0, fs_index b1
     return bs;
 }
 
-FS_INLINE void FS_LOCAL(softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y,
-                                        fs_index ys)
+FS_INLINE void FS_LOCAL(softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y, fs_index ys)
 {
     FS_T m = FS_LOCAL(row_max)(x, n, xs, 0, 0);
     if (!isfinite(m)) { /* exp(x - max) has inf - inf or -inf - -inf in it */
@@ -114,7 +111,7 @@ FS_INLINE void FS_LOCAL(softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y
         fs_sum_add(&s, (double)bs);
     }
     FS_T r = (FS_T)(1.0 / s.s); /* NaN if x holds a NaN */
-#pragma omp simd
+    FS_SIMD()
     for (fs_index i = 0; i < n; i++)
         y[i * ys] *= r;
 }
@@ -127,18 +124,18 @@ FS_DISPATCH void FS_PUBLIC(softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T
         FS_LOCAL(softmax)(x, n, xs, y, ys);
 }
 
-FS_INLINE void FS_LOCAL(log_softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y,
-                                            fs_index ys)
+FS_INLINE void FS_LOCAL(log_softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y, fs_index ys)
 {
     FS_T m = FS_LOCAL(row_max)(x, n, xs, 0, 0);
     FS_T shift = isfinite(m) ? m : (FS_T)0; /* as scipy: a non-finite max shifts by 0 */
     FS_T log_s = (FS_T)log(FS_LOCAL(sum_exp)(x, n, xs, shift));
-#pragma omp simd
+    FS_SIMD()
     for (fs_index i = 0; i < n; i++)
         y[i * ys] = (x[i * xs] - shift) - log_s;
 }
 
-FS_DISPATCH void FS_PUBLIC(log_softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y, fs_index ys)
+FS_DISPATCH void FS_PUBLIC(log_softmax)(const FS_T *x, fs_index n, fs_index xs, FS_T *y,
+                                        fs_index ys)
 {
     if (xs == 1 && ys == 1)
         FS_LOCAL(log_softmax)(x, n, 1, y, 1);
@@ -147,12 +144,12 @@ FS_DISPATCH void FS_PUBLIC(log_softmax)(const FS_T *x, fs_index n, fs_index xs, 
 }
 
 /* Sum over a block of exp(x - m) for x != m; counts the x == m into *k. */
-FS_INLINE FS_ACC FS_LOCAL(lse_block)(const FS_T *x, fs_index b0, fs_index b1, fs_index xs,
-                                     FS_T m, double *k, const int fast)
+FS_INLINE FS_ACC FS_LOCAL(lse_block)(const FS_T *x, fs_index b0, fs_index b1, fs_index xs, FS_T m,
+                                     double *k, const int fast)
 {
     FS_ACC bs = 0;
     double bk = 0.0;
-#pragma omp simd reduction(+ : bs, bk)
+    FS_SIMD(reduction(+ : bs, bk))
     for (fs_index i = b0; i < b1; i++) {
         FS_T v = x[i * xs];
         int is_max = v == m;
@@ -207,15 +204,14 @@ FS_DISPATCH FS_T FS_PUBLIC(logsumexp)(const FS_T *x, fs_index n, fs_index xs)
  */
 
 FS_INLINE void FS_LOCAL(xent_stats)(const FS_T *x, fs_index n, fs_index xs, FS_T cap,
-                                           const int capped, FS_T *m_out, FS_T *shift_out,
-                                           double *s_out)
+                                    const int capped, FS_T *m_out, FS_T *shift_out, double *s_out)
 {
     FS_T m = FS_LOCAL(row_max)(x, n, xs, cap, capped);
     FS_T shift = isfinite(m) ? m : (FS_T)0;
     fs_sum s = {0.0, 0.0};
     FS_BLOCKS(b0, b1, n) {
         double bs = 0.0;
-#pragma omp simd reduction(+ : bs)
+        FS_SIMD(reduction(+ : bs))
         for (fs_index i = b0; i < b1; i++)
             bs += (double)FS_EXP(FS_SCORE(x[i * xs]) - shift);
         fs_sum_add(&s, bs);
@@ -226,25 +222,24 @@ FS_INLINE void FS_LOCAL(xent_stats)(const FS_T *x, fs_index n, fs_index xs, FS_T
 }
 
 /* sum over a block of w_c (shift - x_c), no softcap. */
-FS_INLINE double FS_LOCAL(weighted_gap_block)(const FS_T *x, fs_index b0, fs_index b1,
-                                              fs_index xs, const double *w, FS_T shift)
+FS_INLINE double FS_LOCAL(weighted_gap_block)(const FS_T *x, fs_index b0, fs_index b1, fs_index xs,
+                                              const double *w, FS_T shift)
 {
     double acc = 0.0;
-#pragma omp simd reduction(+ : acc)
+    FS_SIMD(reduction(+ : acc))
     for (fs_index i = b0; i < b1; i++)
         acc += (w ? w[i] : 1.0) * (double)(shift - x[i * xs]);
     return acc;
 }
 
 /* sum_c w_c (shift - z_c): the smoothing term relative to the shift. */
-FS_INLINE double FS_LOCAL(weighted_gap)(const FS_T *x, fs_index n, fs_index xs,
-                                               const double *w, FS_T shift, FS_T cap,
-                                               const int capped)
+FS_INLINE double FS_LOCAL(weighted_gap)(const FS_T *x, fs_index n, fs_index xs, const double *w,
+                                        FS_T shift, FS_T cap, const int capped)
 {
     fs_sum acc = {0.0, 0.0};
     FS_BLOCKS(b0, b1, n) {
         double bs = 0.0;
-#pragma omp simd reduction(+ : bs)
+        FS_SIMD(reduction(+ : bs))
         for (fs_index i = b0; i < b1; i++)
             bs += (w ? w[i] : 1.0) * (double)(shift - FS_SCORE(x[i * xs]));
         fs_sum_add(&acc, bs);
@@ -253,19 +248,19 @@ FS_INLINE double FS_LOCAL(weighted_gap)(const FS_T *x, fs_index n, fs_index xs,
 }
 
 /* grad_c = (a p_c - b w_c) dz_c with p_c = exp(z_c - shift) r. */
-FS_INLINE void FS_LOCAL(write_grad)(const FS_T *x, fs_index n, fs_index xs,
-                                           const double *w, FS_T shift, FS_T r, FS_T a, FS_T b,
-                                           FS_T cap, const int capped, FS_T *grad, fs_index gs)
+FS_INLINE void FS_LOCAL(write_grad)(const FS_T *x, fs_index n, fs_index xs, const double *w,
+                                    FS_T shift, FS_T r, FS_T a, FS_T b, FS_T cap, const int capped,
+                                    FS_T *grad, fs_index gs)
 {
     if (w) {
-#pragma omp simd
+        FS_SIMD()
         for (fs_index i = 0; i < n; i++) {
             FS_T z = FS_SCORE(x[i * xs]);
             FS_T p = FS_EXP(z - shift) * r;
             grad[i * gs] = (a * p - b * (FS_T)w[i]) * FS_DSCORE(z);
         }
     } else {
-#pragma omp simd
+        FS_SIMD()
         for (fs_index i = 0; i < n; i++) {
             FS_T z = FS_SCORE(x[i * xs]);
             FS_T p = FS_EXP(z - shift) * r;
@@ -275,9 +270,9 @@ FS_INLINE void FS_LOCAL(write_grad)(const FS_T *x, fs_index n, fs_index xs,
 }
 
 /* The index-target gradient, once shift and s (or lse, with s = 1) are known. */
-FS_INLINE void FS_LOCAL(index_grad)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
-                                           int64_t t, FS_T shift, double s, double lse,
-                                           double g, FS_T *grad, fs_index gs, const int capped)
+FS_INLINE void FS_LOCAL(index_grad)(const fs_xent_opts *o, const FS_T *x, fs_index xs, int64_t t,
+                                    FS_T shift, double s, double lse, double g, FS_T *grad,
+                                    fs_index gs, const int capped)
 {
     const fs_index n = o->n_classes;
     const FS_T cap = (FS_T)o->softcap;
@@ -285,16 +280,16 @@ FS_INLINE void FS_LOCAL(index_grad)(const fs_xent_opts *o, const FS_T *x, fs_ind
     const double wy = o->weight ? o->weight[t] : 1.0;
     const FS_T zy = FS_SCORE(x[t * xs]);
     const FS_T dzy = FS_DSCORE(zy); /* read before grad (maybe x itself) is written */
-    const double a = g * ((1.0 - eps) * wy + eps / (double)n * o->weight_sum
-                          + 2.0 * o->z_loss * lse);
+    const double a =
+        g * ((1.0 - eps) * wy + eps / (double)n * o->weight_sum + 2.0 * o->z_loss * lse);
     FS_LOCAL(write_grad)(x, n, xs, o->weight, shift, (FS_T)(1.0 / s), (FS_T)a,
                          (FS_T)(g * eps / (double)n), cap, capped, grad, gs);
     grad[t * gs] -= (FS_T)(g * (1.0 - eps) * wy) * dzy;
 }
 
-FS_INLINE double FS_LOCAL(xent_index)(const fs_xent_opts *o, const FS_T *x,
-                                             fs_index xs, int64_t t, double g, FS_T *grad,
-                                             fs_index gs, double *lse_out, const int capped)
+FS_INLINE double FS_LOCAL(xent_index)(const fs_xent_opts *o, const FS_T *x, fs_index xs, int64_t t,
+                                      double g, FS_T *grad, fs_index gs, double *lse_out,
+                                      const int capped)
 {
     const fs_index n = o->n_classes;
     const FS_T cap = (FS_T)o->softcap;
@@ -385,15 +380,16 @@ FS_INLINE double FS_LOCAL(xent_index_fused)(const fs_xent_opts *o, const FS_T *x
         loss += o->z_loss * lse * lse;
     if (!store)
         return loss;
-    const FS_T a = (FS_T)(g * ((1.0 - eps) * wy + eps / (double)n * o->weight_sum
-                               + 2.0 * o->z_loss * lse) / s);
+    const FS_T a =
+        (FS_T)(g * ((1.0 - eps) * wy + eps / (double)n * o->weight_sum + 2.0 * o->z_loss * lse)
+               / s);
     const FS_T b = (FS_T)(g * eps / (double)n);
     if (w && eps != 0.0) {
-#pragma omp simd
+        FS_SIMD()
         for (fs_index i = 0; i < n; i++)
             grad[i * gs] = a * grad[i * gs] - b * (FS_T)w[i];
     } else {
-#pragma omp simd
+        FS_SIMD()
         for (fs_index i = 0; i < n; i++)
             grad[i * gs] = a * grad[i * gs] - b;
     }
@@ -401,8 +397,9 @@ FS_INLINE double FS_LOCAL(xent_index_fused)(const fs_xent_opts *o, const FS_T *x
     return loss;
 }
 
-FS_DISPATCH double FS_PUBLIC(xent_index)(const fs_xent_opts *o, const FS_T *x, fs_index xs, int64_t target,
-                             double g, FS_T *grad, fs_index gs, double *lse_out)
+FS_DISPATCH double FS_PUBLIC(xent_index)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
+                                         int64_t target, double g, FS_T *grad, fs_index gs,
+                                         double *lse_out)
 {
     if (o->softcap != 0.0)
         return FS_LOCAL(xent_index)(o, x, xs, target, g, grad, gs, lse_out, 1);
@@ -415,9 +412,9 @@ FS_DISPATCH double FS_PUBLIC(xent_index)(const fs_xent_opts *o, const FS_T *x, f
     return FS_LOCAL(xent_index_fused)(o, x, xs, target, g, grad, gs, lse_out, 1);
 }
 
-FS_INLINE void FS_LOCAL(xent_index_grad)(const fs_xent_opts *o, const FS_T *x,
-                                                fs_index xs, int64_t t, double lse, double g,
-                                                FS_T *grad, fs_index gs, const int capped)
+FS_INLINE void FS_LOCAL(xent_index_grad)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
+                                         int64_t t, double lse, double g, FS_T *grad, fs_index gs,
+                                         const int capped)
 {
     if (t < 0)
         FS_LOCAL(fill)(grad, o->n_classes, gs, 0);
@@ -428,7 +425,8 @@ FS_INLINE void FS_LOCAL(xent_index_grad)(const fs_xent_opts *o, const FS_T *x,
 }
 
 FS_DISPATCH void FS_PUBLIC(xent_index_grad)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
-                                int64_t target, double lse, double g, FS_T *grad, fs_index gs)
+                                            int64_t target, double lse, double g, FS_T *grad,
+                                            fs_index gs)
 {
     if (o->softcap != 0.0)
         FS_LOCAL(xent_index_grad)(o, x, xs, target, lse, g, grad, gs, 1);
@@ -440,8 +438,8 @@ FS_DISPATCH void FS_PUBLIC(xent_index_grad)(const fs_xent_opts *o, const FS_T *x
 
 /* Q = sum_c w_c q'_c and, when gap is not NULL, sum_c w_c q'_c (shift - z_c). */
 FS_INLINE double FS_LOCAL(prob_mass)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
-                                            const FS_T *q, fs_index qs, FS_T shift,
-                                            double *gap, const int capped)
+                                     const FS_T *q, fs_index qs, FS_T shift, double *gap,
+                                     const int capped)
 {
     const fs_index n = o->n_classes;
     const FS_T cap = (FS_T)o->softcap;
@@ -451,7 +449,7 @@ FS_INLINE double FS_LOCAL(prob_mass)(const fs_xent_opts *o, const FS_T *x, fs_in
     FS_BLOCKS(b0, b1, n) {
         double bmass = 0.0, bacc = 0.0;
         if (gap) {
-#pragma omp simd reduction(+ : bmass, bacc)
+            FS_SIMD(reduction(+ : bmass, bacc))
             for (fs_index i = b0; i < b1; i++) {
                 double wq = (w ? w[i] : 1.0) * (double)(q[i * qs] * keep + spread);
                 bmass += wq;
@@ -459,7 +457,7 @@ FS_INLINE double FS_LOCAL(prob_mass)(const fs_xent_opts *o, const FS_T *x, fs_in
             }
             fs_sum_add(&acc, bacc);
         } else {
-#pragma omp simd reduction(+ : bmass)
+            FS_SIMD(reduction(+ : bmass))
             for (fs_index i = b0; i < b1; i++)
                 bmass += (w ? w[i] : 1.0) * (double)(q[i * qs] * keep + spread);
         }
@@ -471,17 +469,16 @@ FS_INLINE double FS_LOCAL(prob_mass)(const fs_xent_opts *o, const FS_T *x, fs_in
 }
 
 /* grad_c = (a p_c - g w_c q'_c) dz_c with p_c = exp(z_c - shift) r. */
-FS_INLINE void FS_LOCAL(prob_grad)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
-                                          const FS_T *q, fs_index qs, FS_T shift, FS_T r,
-                                          FS_T a, double g, FS_T *grad, fs_index gs,
-                                          const int capped)
+FS_INLINE void FS_LOCAL(prob_grad)(const fs_xent_opts *o, const FS_T *x, fs_index xs, const FS_T *q,
+                                   fs_index qs, FS_T shift, FS_T r, FS_T a, double g, FS_T *grad,
+                                   fs_index gs, const int capped)
 {
     const fs_index n = o->n_classes;
     const FS_T cap = (FS_T)o->softcap;
     const double *w = o->weight;
     const FS_T keep = (FS_T)(g * (1.0 - o->smoothing));
     const FS_T spread = (FS_T)(g * o->smoothing / (double)n);
-#pragma omp simd
+    FS_SIMD()
     for (fs_index i = 0; i < n; i++) {
         FS_T z = FS_SCORE(x[i * xs]);
         FS_T p = FS_EXP(z - shift) * r;
@@ -491,8 +488,8 @@ FS_INLINE void FS_LOCAL(prob_grad)(const fs_xent_opts *o, const FS_T *x, fs_inde
 }
 
 FS_INLINE double FS_LOCAL(xent_prob)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
-                                            const FS_T *q, fs_index qs, double g, FS_T *grad,
-                                            fs_index gs, double *lse_out, const int capped)
+                                     const FS_T *q, fs_index qs, double g, FS_T *grad, fs_index gs,
+                                     double *lse_out, const int capped)
 {
     const fs_index n = o->n_classes;
     FS_T m, shift;
@@ -512,8 +509,7 @@ FS_INLINE double FS_LOCAL(xent_prob)(const fs_xent_opts *o, const FS_T *x, fs_in
             FS_LOCAL(fill)(grad, n, gs, (FS_T)NAN);
         else
             FS_LOCAL(prob_grad)(o, x, xs, q, qs, shift, (FS_T)(1.0 / s),
-                                (FS_T)(g * (mass + 2.0 * o->z_loss * lse)), g, grad, gs,
-                                capped);
+                                (FS_T)(g * (mass + 2.0 * o->z_loss * lse)), g, grad, gs, capped);
     }
     return loss;
 }
@@ -532,7 +528,7 @@ FS_INLINE double FS_LOCAL(xent_prob_fused)(const fs_xent_opts *o, const FS_T *x,
     fs_sum sum = {0.0, 0.0}, mass_sum = {0.0, 0.0}, gap_sum = {0.0, 0.0};
     FS_BLOCKS(b0, b1, n) {
         double bmass = 0.0, bgap = 0.0;
-#pragma omp simd reduction(+ : bmass, bgap)
+        FS_SIMD(reduction(+ : bmass, bgap))
         for (fs_index i = b0; i < b1; i++) {
             double wq = (w ? w[i] : 1.0) * (double)(q[i * qs] * keep + spread);
             bmass += wq;
@@ -566,14 +562,16 @@ FS_INLINE double FS_LOCAL(xent_prob_fused)(const fs_xent_opts *o, const FS_T *x,
     const FS_T a = (FS_T)(g * (mass + 2.0 * o->z_loss * lse) / s);
     const FS_T gkeep = (FS_T)(g * (1.0 - o->smoothing));
     const FS_T gspread = (FS_T)(g * o->smoothing / (double)n);
-#pragma omp simd
+    FS_SIMD()
     for (fs_index i = 0; i < n; i++)
-        grad[i * gs] = a * grad[i * gs] - (q[i * qs] * gkeep + gspread) * (w ? (FS_T)w[i] : (FS_T)1);
+        grad[i * gs] =
+            a * grad[i * gs] - (q[i * qs] * gkeep + gspread) * (w ? (FS_T)w[i] : (FS_T)1);
     return loss;
 }
 
-FS_DISPATCH double FS_PUBLIC(xent_prob)(const fs_xent_opts *o, const FS_T *x, fs_index xs, const FS_T *q,
-                            fs_index qs, double g, FS_T *grad, fs_index gs, double *lse_out)
+FS_DISPATCH double FS_PUBLIC(xent_prob)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
+                                        const FS_T *q, fs_index qs, double g, FS_T *grad,
+                                        fs_index gs, double *lse_out)
 {
     if (o->softcap != 0.0)
         return FS_LOCAL(xent_prob)(o, x, xs, q, qs, g, grad, gs, lse_out, 1);
@@ -586,10 +584,9 @@ FS_DISPATCH double FS_PUBLIC(xent_prob)(const fs_xent_opts *o, const FS_T *x, fs
     return FS_LOCAL(xent_prob_fused)(o, x, xs, q, qs, g, grad, gs, lse_out, 1);
 }
 
-FS_INLINE void FS_LOCAL(xent_prob_grad)(const fs_xent_opts *o, const FS_T *x,
-                                               fs_index xs, const FS_T *q, fs_index qs,
-                                               double lse, double g, FS_T *grad, fs_index gs,
-                                               const int capped)
+FS_INLINE void FS_LOCAL(xent_prob_grad)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
+                                        const FS_T *q, fs_index qs, double lse, double g,
+                                        FS_T *grad, fs_index gs, const int capped)
 {
     if (lse == INFINITY) {
         FS_LOCAL(fill)(grad, o->n_classes, gs, (FS_T)NAN);
@@ -600,8 +597,9 @@ FS_INLINE void FS_LOCAL(xent_prob_grad)(const fs_xent_opts *o, const FS_T *x,
                         (FS_T)(g * (mass + 2.0 * o->z_loss * lse)), g, grad, gs, capped);
 }
 
-FS_DISPATCH void FS_PUBLIC(xent_prob_grad)(const fs_xent_opts *o, const FS_T *x, fs_index xs, const FS_T *q,
-                               fs_index qs, double lse, double g, FS_T *grad, fs_index gs)
+FS_DISPATCH void FS_PUBLIC(xent_prob_grad)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
+                                           const FS_T *q, fs_index qs, double lse, double g,
+                                           FS_T *grad, fs_index gs)
 {
     if (o->softcap != 0.0)
         FS_LOCAL(xent_prob_grad)(o, x, xs, q, qs, lse, g, grad, gs, 1);
@@ -614,16 +612,14 @@ FS_DISPATCH void FS_PUBLIC(xent_prob_grad)(const fs_xent_opts *o, const FS_T *x,
 /* ------------------------------------------------- blocks of many rows */
 
 /* Transposes nr rows of n contiguous classes into xt[c * FS_TILE + r]. */
-FS_INLINE void FS_LOCAL(tile_in)(const FS_T *x, fs_index xrs, fs_index nr, fs_index n,
-                                 FS_T *xt)
+FS_INLINE void FS_LOCAL(tile_in)(const FS_T *x, fs_index xrs, fs_index nr, fs_index n, FS_T *xt)
 {
     for (fs_index r = 0; r < nr; r++)
         for (fs_index c = 0; c < n; c++)
             xt[c * FS_TILE + r] = x[r * xrs + c];
 }
 
-FS_INLINE void FS_LOCAL(tile_out)(const FS_T *xt, fs_index nr, fs_index n, FS_T *y,
-                                  fs_index yrs)
+FS_INLINE void FS_LOCAL(tile_out)(const FS_T *xt, fs_index nr, fs_index n, FS_T *y, fs_index yrs)
 {
     for (fs_index r = 0; r < nr; r++)
         for (fs_index c = 0; c < n; c++)
@@ -636,7 +632,7 @@ FS_INLINE void FS_LOCAL(tile_max)(const FS_T *xt, fs_index nr, fs_index n, FS_T 
         m[r] = -(FS_T)INFINITY;
     for (fs_index c = 0; c < n; c++) {
         const FS_T *col = xt + c * FS_TILE;
-#pragma omp simd
+        FS_SIMD()
         for (fs_index r = 0; r < nr; r++)
             m[r] = col[r] > m[r] ? col[r] : m[r];
     }
@@ -650,8 +646,8 @@ FS_INLINE void FS_LOCAL(tile_max)(const FS_T *xt, fs_index nr, fs_index n, FS_T 
  * rows with few classes. y may alias x (not for op 2). Sums over classes are
  * blocked and compensated as in the row kernels; special values are theirs.
  */
-FS_INLINE void FS_LOCAL(softmax_strip_body)(const FS_T *x, fs_index cs, fs_index w,
-                                            fs_index n, FS_T *y, fs_index ycs, int op)
+FS_INLINE void FS_LOCAL(softmax_strip_body)(const FS_T *x, fs_index cs, fs_index w, fs_index n,
+                                            FS_T *y, fs_index ycs, int op)
 {
     FS_T m[FS_TILE], shift[FS_TILE];
     double bs[FS_TILE], k[FS_TILE];
@@ -663,11 +659,11 @@ FS_INLINE void FS_LOCAL(softmax_strip_body)(const FS_T *x, fs_index cs, fs_index
     }
     for (fs_index c = 0; c < n; c++) {
         const FS_T *col = x + c * cs;
-#pragma omp simd
+        FS_SIMD()
         for (fs_index j = 0; j < w; j++)
             m[j] = col[j] > m[j] ? col[j] : m[j];
     }
-#pragma omp simd
+    FS_SIMD()
     for (fs_index j = 0; j < w; j++) /* softmax shifts by the max itself */
         shift[j] = op == 0 || isfinite(m[j]) ? m[j] : (FS_T)0;
     FS_BLOCKS(c0, c1, n) {
@@ -677,7 +673,7 @@ FS_INLINE void FS_LOCAL(softmax_strip_body)(const FS_T *x, fs_index cs, fs_index
             const FS_T *col = x + c * cs;
             FS_T *out = y + c * ycs;
             if (op == 2) { /* scipy's split: the k maximal terms out of the sum */
-#pragma omp simd
+                FS_SIMD()
                 for (fs_index j = 0; j < w; j++) {
                     int is_max = col[j] == m[j];
                     FS_T e = FS_EXP(col[j] - shift[j]);
@@ -685,19 +681,19 @@ FS_INLINE void FS_LOCAL(softmax_strip_body)(const FS_T *x, fs_index cs, fs_index
                     k[j] += is_max ? 1.0 : 0.0;
                 }
             } else if (op == 0) {
-#pragma omp simd
+                FS_SIMD()
                 for (fs_index j = 0; j < w; j++) {
                     FS_T e = FS_EXP(col[j] - shift[j]);
                     bs[j] += (double)e;
                     out[j] = e;
                 }
             } else {
-#pragma omp simd
+                FS_SIMD()
                 for (fs_index j = 0; j < w; j++)
                     bs[j] += (double)FS_EXP(col[j] - shift[j]);
             }
         }
-#pragma omp simd
+        FS_SIMD()
         for (fs_index j = 0; j < w; j++)
             fs_sum_add(&s[j], bs[j]);
     }
@@ -715,7 +711,7 @@ FS_INLINE void FS_LOCAL(softmax_strip_body)(const FS_T *x, fs_index cs, fs_index
         return;
     }
     FS_T f[FS_TILE];
-#pragma omp simd
+    FS_SIMD()
     for (fs_index j = 0; j < w; j++)
         f[j] = op == 0 ? (isfinite(m[j]) ? (FS_T)(1.0 / s[j].s) : (FS_T)NAN)
                        : (FS_T)fs_log_f64(s[j].s);
@@ -723,11 +719,11 @@ FS_INLINE void FS_LOCAL(softmax_strip_body)(const FS_T *x, fs_index cs, fs_index
         const FS_T *col = x + c * cs;
         FS_T *out = y + c * ycs;
         if (op == 0) {
-#pragma omp simd
+            FS_SIMD()
             for (fs_index j = 0; j < w; j++)
                 out[j] *= f[j];
         } else {
-#pragma omp simd
+            FS_SIMD()
             for (fs_index j = 0; j < w; j++)
                 out[j] = (col[j] - shift[j]) - f[j];
         }
@@ -741,8 +737,8 @@ FS_DISPATCH void FS_PUBLIC(softmax_strip)(const FS_T *x, fs_index cs, fs_index w
 }
 
 /* Rows of few classes: transposed into a class-major stack tile, then strips. */
-FS_INLINE void FS_LOCAL(softmax_tile)(const FS_T *x, fs_index xrs, fs_index nr, fs_index n,
-                                      FS_T *y, fs_index yrs, int op)
+FS_INLINE void FS_LOCAL(softmax_tile)(const FS_T *x, fs_index xrs, fs_index nr, fs_index n, FS_T *y,
+                                      fs_index yrs, int op)
 {
     FS_T xt[FS_SMALL_C * FS_TILE];
     FS_LOCAL(tile_in)(x, xrs, nr, n, xt);
@@ -760,8 +756,8 @@ FS_DISPATCH void FS_PUBLIC(softmax_rows)(const FS_T *x, fs_index xrs, fs_index x
     if (n <= FS_SMALL_C && xs == 1 && (op == 2 || ys == 1)) {
         for (fs_index r0 = 0; r0 < nr; r0 += FS_TILE) {
             fs_index k = nr - r0 < FS_TILE ? nr - r0 : FS_TILE;
-            FS_LOCAL(softmax_tile)(x + r0 * xrs, xrs, k, n, op == 2 ? y + r0 : y + r0 * yrs,
-                                   yrs, op);
+            FS_LOCAL(softmax_tile)(x + r0 * xrs, xrs, k, n, op == 2 ? y + r0 : y + r0 * yrs, yrs,
+                                   op);
         }
         return;
     }
@@ -775,7 +771,6 @@ FS_DISPATCH void FS_PUBLIC(softmax_rows)(const FS_T *x, fs_index xrs, fs_index x
     }
 }
 
-
 /*
  * Cross-entropy of w columns at once (no softcap): column j holds the scores
  * x[c * cs + j], c < C, and its gradient goes to grad[c * gcs + j] (which may
@@ -784,10 +779,9 @@ FS_DISPATCH void FS_PUBLIC(softmax_rows)(const FS_T *x, fs_index xrs, fs_index x
  * transpose, tiles of rows with few classes. Same formulas as
  * xent_index_fused, to within rounding.
  */
-FS_INLINE void FS_LOCAL(xent_index_strip_body)(const fs_xent_opts *o, const FS_T *x,
-                                               fs_index cs, fs_index w, const int64_t *t,
-                                               const double *g, FS_T *grad, fs_index gcs,
-                                               double *loss, double *lse)
+FS_INLINE void FS_LOCAL(xent_index_strip_body)(const fs_xent_opts *o, const FS_T *x, fs_index cs,
+                                               fs_index w, const int64_t *t, const double *g,
+                                               FS_T *grad, fs_index gcs, double *loss, double *lse)
 {
     const fs_index n = o->n_classes;
     const double eps = o->smoothing, zl = o->z_loss;
@@ -805,11 +799,11 @@ FS_INLINE void FS_LOCAL(xent_index_strip_body)(const fs_xent_opts *o, const FS_T
     }
     for (fs_index c = 0; c < n; c++) {
         const FS_T *col = x + c * cs;
-#pragma omp simd
+        FS_SIMD()
         for (fs_index j = 0; j < w; j++)
             shift[j] = col[j] > shift[j] ? col[j] : shift[j];
     }
-#pragma omp simd
+    FS_SIMD()
     for (fs_index j = 0; j < w; j++) {
         /* a column with a +inf score has a NaN log-softmax; an ignored one is 0 */
         live[j] = t[j] >= 0 && shift[j] != (FS_T)INFINITY;
@@ -824,7 +818,7 @@ FS_INLINE void FS_LOCAL(xent_index_strip_body)(const fs_xent_opts *o, const FS_T
             const double wc = wt ? wt[c] : 1.0;
             if (grad) {
                 FS_T *out = grad + c * gcs;
-#pragma omp simd
+                FS_SIMD()
                 for (fs_index j = 0; j < w; j++) {
                     FS_T v = col[j];
                     FS_T e = FS_EXP(v - shift[j]);
@@ -833,7 +827,7 @@ FS_INLINE void FS_LOCAL(xent_index_strip_body)(const fs_xent_opts *o, const FS_T
                     out[j] = e;
                 }
             } else {
-#pragma omp simd
+                FS_SIMD()
                 for (fs_index j = 0; j < w; j++) {
                     FS_T v = col[j];
                     bs[j] += (double)FS_EXP(v - shift[j]);
@@ -841,13 +835,13 @@ FS_INLINE void FS_LOCAL(xent_index_strip_body)(const fs_xent_opts *o, const FS_T
                 }
             }
         }
-#pragma omp simd
+        FS_SIMD()
         for (fs_index j = 0; j < w; j++) {
             fs_sum_add(&s[j], bs[j]);
             fs_sum_add(&gap[j], bgap[j]);
         }
     }
-#pragma omp simd
+    FS_SIMD()
     for (fs_index j = 0; j < w; j++) {
         double log_s = fs_log_f64(s[j].s);
         double l = (double)shift[j] + log_s;
@@ -856,8 +850,8 @@ FS_INLINE void FS_LOCAL(xent_index_strip_body)(const fs_xent_opts *o, const FS_T
         v += zl != 0.0 ? zl * l * l : 0.0;
         lse[j] = l;
         loss[j] = live[j] ? v : (double)fillv[j];
-        a[j] = g[j] * ((1.0 - eps) * wy[j] + eps / (double)n * o->weight_sum + 2.0 * zl * l)
-               / s[j].s;
+        a[j] =
+            g[j] * ((1.0 - eps) * wy[j] + eps / (double)n * o->weight_sum + 2.0 * zl * l) / s[j].s;
         gb[j] = g[j] * eps / (double)n;
     }
     if (!grad)
@@ -865,7 +859,7 @@ FS_INLINE void FS_LOCAL(xent_index_strip_body)(const fs_xent_opts *o, const FS_T
     for (fs_index c = 0; c < n; c++) {
         FS_T *out = grad + c * gcs;
         const FS_T wc = wt ? (FS_T)wt[c] : (FS_T)1;
-#pragma omp simd
+        FS_SIMD()
         for (fs_index j = 0; j < w; j++)
             out[j] = live[j] ? (FS_T)a[j] * out[j] - (FS_T)gb[j] * wc : fillv[j];
     }
@@ -876,8 +870,7 @@ FS_INLINE void FS_LOCAL(xent_index_strip_body)(const fs_xent_opts *o, const FS_T
 
 FS_DISPATCH void FS_PUBLIC(xent_index_strip)(const fs_xent_opts *o, const FS_T *x, fs_index cs,
                                              fs_index w, const int64_t *t, const double *g,
-                                             FS_T *grad, fs_index gcs, double *loss,
-                                             double *lse)
+                                             FS_T *grad, fs_index gcs, double *loss, double *lse)
 {
     FS_LOCAL(xent_index_strip_body)(o, x, cs, w, t, g, grad, gcs, loss, lse);
 }
@@ -886,28 +879,26 @@ FS_DISPATCH void FS_PUBLIC(xent_index_strip)(const fs_xent_opts *o, const FS_T *
  * ten elements spend their time in set-up, so a tile of rows is transposed
  * into a class-major stack buffer and computed as a strip. */
 FS_INLINE void FS_LOCAL(xent_index_tile)(const fs_xent_opts *o, const FS_T *x, fs_index xrs,
-                                         fs_index nr, const int64_t *t, const double *g,
-                                         FS_T *grad, fs_index grs, double *loss, double *lse)
+                                         fs_index nr, const int64_t *t, const double *g, FS_T *grad,
+                                         fs_index grs, double *loss, double *lse)
 {
     FS_T xt[FS_SMALL_C * FS_TILE];
     FS_LOCAL(tile_in)(x, xrs, nr, o->n_classes, xt);
-    FS_LOCAL(xent_index_strip_body)(o, xt, FS_TILE, nr, t, g, grad ? xt : NULL, FS_TILE, loss,
-                                    lse);
+    FS_LOCAL(xent_index_strip_body)(o, xt, FS_TILE, nr, t, g, grad ? xt : NULL, FS_TILE, loss, lse);
     if (grad)
         FS_LOCAL(tile_out)(xt, nr, o->n_classes, grad, grs);
 }
 
 FS_DISPATCH void FS_PUBLIC(xent_index_rows)(const fs_xent_opts *o, const FS_T *x, fs_index xrs,
                                             fs_index xs, fs_index nr, const int64_t *t,
-                                            const double *g, FS_T *grad, fs_index grs,
-                                            fs_index gs, double *loss, double *lse)
+                                            const double *g, FS_T *grad, fs_index grs, fs_index gs,
+                                            double *loss, double *lse)
 {
     if (o->n_classes <= FS_SMALL_C && o->softcap == 0.0 && xs == 1 && (!grad || gs == 1)) {
         for (fs_index r0 = 0; r0 < nr; r0 += FS_TILE) {
             fs_index k = nr - r0 < FS_TILE ? nr - r0 : FS_TILE;
             FS_LOCAL(xent_index_tile)(o, x + r0 * xrs, xrs, k, t + r0, g + r0,
-                                      grad ? grad + r0 * grs : NULL, grs, loss + r0,
-                                      lse + r0);
+                                      grad ? grad + r0 * grs : NULL, grs, loss + r0, lse + r0);
         }
         return;
     }

@@ -35,9 +35,9 @@ def cross_entropy(
 
     Parameters
     ----------
-    input : array_like of shape (n_classes,), (n_samples, n_classes) or (n_samples, n_classes, d1, ..., dK)
-        Unnormalised scores (logits), float32 or float64. The class axis is
-        axis 1 when there is a batch axis.
+    input : array_like of shape (n_samples, n_classes) or (n_samples, n_classes, d1, ..., dK)
+        Unnormalised scores (logits), float32 or float64; one sample may be of
+        shape (n_classes,). The class axis is axis 1 when there is a batch axis.
     target : array_like
         Class indices of any integer dtype, of shape (), (n_samples,) or
         (n_samples, d1, ..., dK); or class probabilities, a float array of
@@ -101,8 +101,25 @@ def cross_entropy_with_grad(
 
     Parameters
     ----------
-    input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, n_threads
-        As in :func:`cross_entropy`.
+    input : array_like of shape (n_samples, n_classes) or (n_samples, n_classes, d1, ..., dK)
+        Unnormalised scores (logits), float32 or float64; one sample may be of
+        shape (n_classes,). As in :func:`cross_entropy`.
+    target : array_like
+        Class indices or class probabilities, as in :func:`cross_entropy`.
+    weight : array_like of shape (n_classes,), optional
+        A rescaling weight for each class.
+    ignore_index : int, default=-100
+        A class index whose targets add nothing to the loss or the gradient.
+    reduction : {'mean', 'sum', 'none'}, default='mean'
+        How the per-sample losses are reduced, as in :func:`cross_entropy`.
+    label_smoothing : float in [0, 1], default=0.0
+        Mixes the target with the uniform distribution over classes.
+    z_loss : float >= 0, default=0.0
+        Weight of the ``lse**2`` term added to each sample's loss.
+    softcap : float > 0, optional
+        Replaces the scores by ``softcap * tanh(input / softcap)`` first.
+    n_threads : int, optional
+        OpenMP threads to use; None follows ``OMP_NUM_THREADS`` and threadpoolctl.
     grad_output : float or array_like, optional
         For 'mean' and 'sum' a scalar that scales the gradient (default 1).
         For 'none' an array of the loss's shape: the gradient is then that of
@@ -167,18 +184,41 @@ def cross_entropy_backward(
 
     Parameters
     ----------
-    input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, n_threads
-        As in :func:`cross_entropy`.
+    input : array_like of shape (n_samples, n_classes) or (n_samples, n_classes, d1, ..., dK)
+        Unnormalised scores (logits), float32 or float64; one sample may be of
+        shape (n_classes,). As in :func:`cross_entropy`.
+    target : array_like
+        Class indices or class probabilities, as in :func:`cross_entropy`.
     lse : array_like of the loss's shape ('none')
         Log-sum-exp of each sample's (softcapped) scores. A float32 ``lse``
         carries float32 rounding into the probabilities (about
         ``abs(lse) * 6e-8`` relative).
-    grad_output, out, inplace
-        As in :func:`cross_entropy_with_grad`.
+    weight : array_like of shape (n_classes,), optional
+        A rescaling weight for each class.
+    ignore_index : int, default=-100
+        A class index whose targets add nothing to the loss or the gradient.
+    reduction : {'mean', 'sum', 'none'}, default='mean'
+        How the per-sample losses are reduced, as in :func:`cross_entropy`.
+    label_smoothing : float in [0, 1], default=0.0
+        Mixes the target with the uniform distribution over classes.
+    z_loss : float >= 0, default=0.0
+        Weight of the ``lse**2`` term added to each sample's loss.
+    softcap : float > 0, optional
+        Replaces the scores by ``softcap * tanh(input / softcap)`` first.
+    n_threads : int, optional
+        OpenMP threads to use; None follows ``OMP_NUM_THREADS`` and threadpoolctl.
+    grad_output : float or array_like, optional
+        Scale of the gradient, as in :func:`cross_entropy_with_grad`.
+    out : ndarray, optional
+        C-contiguous array of the input's shape and dtype to write the
+        gradient into.
+    inplace : bool, default=False
+        Write the gradient over ``input``.
 
     Returns
     -------
     grad : ndarray of the input's shape and dtype
+        d loss / d input (``out`` or ``input`` when those were given).
     """
     call = _Call(input, target, weight, ignore_index, reduction, label_smoothing,
                  z_loss, softcap, n_threads)

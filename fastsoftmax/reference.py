@@ -20,7 +20,20 @@ __all__ = ["softmax", "log_softmax", "logsumexp", "cross_entropy", "cross_entrop
 
 
 def softmax(x, axis=None):
-    """exp(x) / sum(exp(x)) along ``axis``, shifted by the maximum first."""
+    """Softmax, ``exp(x) / sum(exp(x))`` along ``axis``, shifted by the maximum first.
+
+    Parameters
+    ----------
+    x : array_like
+        Input array.
+    axis : int or tuple of ints, optional
+        Axis or axes of the sum; None (the default) means all of them.
+
+    Returns
+    -------
+    s : ndarray or scalar
+        ``exp(x - max) / sum(exp(x - max))``, of ``x``'s shape.
+    """
     x = np.asarray(x)
     x_max = np.max(x, axis=axis, keepdims=True)
     e = np.exp(x - x_max)
@@ -28,7 +41,21 @@ def softmax(x, axis=None):
 
 
 def log_softmax(x, axis=None):
-    """x - logsumexp(x) along ``axis``; a non-finite maximum shifts by 0."""
+    """Log-softmax, ``x - logsumexp(x)`` along ``axis``.
+
+    Parameters
+    ----------
+    x : array_like
+        Input array.
+    axis : int or tuple of ints, optional
+        Axis or axes of the sum; None (the default) means all of them.
+
+    Returns
+    -------
+    s : ndarray or scalar
+        ``(x - shift) - log(sum(exp(x - shift)))`` with ``shift`` the maximum,
+        or 0 where the maximum is not finite, as scipy computes it.
+    """
     x = np.asarray(x)
     x_max = np.max(x, axis=axis, keepdims=True)
     if x_max.ndim > 0:
@@ -43,12 +70,32 @@ def log_softmax(x, axis=None):
 
 
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
-    """log(sum(b * exp(a))) along ``axis``, as ``scipy.special.logsumexp``.
+    """Log of the sum of exponentials, ``log(sum(b * exp(a)))``, as ``scipy.special.logsumexp``.
 
     The largest term is taken out of the sum (``log1p`` of the rest plus the
     log of how many times the maximum occurs), and rows whose result is not
     finite fall back to the direct formula so that infinities and NaN come out
     as ``log(sum(b * exp(a)))`` would give them.
+
+    Parameters
+    ----------
+    a : array_like
+        Input array.
+    axis : None or int or tuple of ints, optional
+        Axis or axes of the sum; None (the default) means all of them.
+    b : array_like, optional
+        Scaling factors for ``exp(a)``, broadcastable to ``a``; may be negative.
+    keepdims : bool, optional
+        Keep the reduced axes as dimensions of size one.
+    return_sign : bool, optional
+        Also return the sign of the sum; without it a negative sum gives NaN.
+
+    Returns
+    -------
+    res : ndarray or scalar
+        ``log(abs(sum(b * exp(a))))``.
+    sgn : ndarray or scalar
+        Only with ``return_sign=True``: the sign of the sum.
     """
     a, b = _promote(a, b)
     a = np.atleast_1d(a)
@@ -253,8 +300,22 @@ def cross_entropy_with_grad(input, target, weight=None, ignore_index=-100, reduc
 
     Parameters
     ----------
-    input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
+    input : array_like
+        Unnormalised scores of shape ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dK)``.
+    target : array_like
+        Class indices or class probabilities, as in `cross_entropy`.
+    weight : array_like, optional
+        Rescaling weight of each class, shape ``(C,)``.
+    ignore_index : int, optional
+        Class-index target value that contributes neither loss nor gradient.
+    reduction : {'mean', 'sum', 'none'}, optional
         As in `cross_entropy`.
+    label_smoothing : float, optional
+        Amount of smoothing in ``[0, 1]``.
+    z_loss : float, optional
+        Coefficient of the ``lse**2`` term added to each non-ignored sample.
+    softcap : float, optional
+        If given, the scores are replaced by ``softcap * tanh(x / softcap)`` first.
     grad_output : float or array_like, optional
         Upstream gradient. A scalar for 'mean' and 'sum'; an array of the
         loss's shape for 'none', in which case ``grad`` is the gradient of

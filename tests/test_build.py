@@ -74,6 +74,7 @@ def test_default_threads_follows_omp_num_threads():
         [sys.executable, "-c",
          "import fastsoftmax; print(fastsoftmax.build_info()['default_threads'])"],
         env=env, capture_output=True, text=True, check=True, timeout=120,
+        cwd=root,  # the child imports the package under test, not a checkout's source
     )
     assert out.stdout.strip() == "1"
 
