@@ -421,7 +421,9 @@ FS_INLINE void FS_LOCAL(xent_index_grad)(const fs_xent_opts *o, const FS_T *x, f
     else if (lse == INFINITY)
         FS_LOCAL(fill)(grad, o->n_classes, gs, (FS_T)NAN);
     else /* p = exp(z - lse): shift by lse, s = 1 */
-        FS_LOCAL(index_grad)(o, x, xs, t, (FS_T)lse, 1.0, lse, g, grad, gs, capped);
+        /* p = exp(z - lse): shift by lse rounded to FS_T, s = exp of the rest */
+        FS_LOCAL(index_grad)(o, x, xs, t, (FS_T)lse, exp(lse - (double)(FS_T)lse), lse, g,
+                             grad, gs, capped);
 }
 
 FS_DISPATCH void FS_PUBLIC(xent_index_grad)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
@@ -593,7 +595,7 @@ FS_INLINE void FS_LOCAL(xent_prob_grad)(const fs_xent_opts *o, const FS_T *x, fs
         return;
     }
     const double mass = FS_LOCAL(prob_mass)(o, x, xs, q, qs, 0, NULL, capped);
-    FS_LOCAL(prob_grad)(o, x, xs, q, qs, (FS_T)lse, (FS_T)1,
+    FS_LOCAL(prob_grad)(o, x, xs, q, qs, (FS_T)lse, (FS_T)exp((double)(FS_T)lse - lse),
                         (FS_T)(g * (mass + 2.0 * o->z_loss * lse)), g, grad, gs, capped);
 }
 

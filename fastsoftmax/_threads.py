@@ -1,6 +1,7 @@
 """How many OpenMP threads a call uses."""
 
 import numbers
+import os
 
 from fastsoftmax import _kernels
 
@@ -20,11 +21,34 @@ def check_n_threads(n_threads):
     return int(n_threads)
 
 
+# GNU OpenMP does not survive fork() once it has started its thread pool: the
+# child's first parallel region waits forever for threads that were not
+# copied. So a child forked after this process ran a parallel kernel runs
+# every kernel on one thread (no parallel region at all).
+_started_threads = False
+_forked_after_threads = False
+
+
+def _after_fork_in_child():
+    global _forked_after_threads
+    _forked_after_threads = _started_threads
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def threads_for(n_threads, work):
     """Threads to run ``work`` elements with: never more than the work can use.
 
     ``n_threads`` has been through :func:`check_n_threads`. None follows
     OpenMP's default, which OMP_NUM_THREADS and threadpoolctl set.
     """
+    global _started_threads
+    if _forked_after_threads:
+        return 1
     wanted = _kernels.max_threads() if n_threads is None else n_threads
-    return max(1, min(wanted, work // GRAIN))
+    n = max(1, min(wanted, work // GRAIN))
+    if n > 1:
+        _started_threads = True
+    return n

@@ -433,7 +433,8 @@ def _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothi
         denominator = np.sum(w_y)
     with np.errstate(invalid="ignore", divide="ignore"):
         if reduction == "mean":
-            result = np.float64(np.sum(loss) / denominator)
+            # Over a total weight of 0 the mean is NaN (torch: 0/0 in its nll part).
+            result = np.float64(np.sum(loss) / denominator if denominator != 0 else np.nan)
         elif reduction == "sum":
             result = np.float64(np.sum(loss))
         else:
@@ -454,8 +455,7 @@ def _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothi
             raise ValueError(f"grad_output must be a scalar for reduction "
                              f"{reduction!r}, got shape {g.shape}")
         if reduction == "mean":
-            with np.errstate(divide="ignore", invalid="ignore"):
-                g = g / denominator
+            g = g / denominator if denominator != 0 else np.float64(np.nan)
         g = np.broadcast_to(g, sample_shape)
 
     with np.errstate(invalid="ignore", over="ignore"):
@@ -465,10 +465,10 @@ def _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothi
         if z_loss:
             dx = dx + 2 * z_loss * lse[..., None] * p
         dx = g[..., None] * dx
-        # Exactly zero for ignored samples, even when their scores are NaN.
-        dx = np.where(ignored[..., None], 0.0, dx)
         if softcap is not None:
             dx = dx * (1 - tanh_x**2)
+        # Exactly zero for ignored samples, even when their scores are NaN.
+        dx = np.where(ignored[..., None], 0.0, dx)
     grad = np.moveaxis(dx, -1, class_axis)
     return result, grad, lse
 
