@@ -8,6 +8,7 @@ from fastsoftmax._special import log_softmax, logsumexp, softmax
 from fastsoftmax._xent import cross_entropy, cross_entropy_backward, cross_entropy_with_grad
 
 __all__ = [
+    "SoftmaxRegression",
     "__version__",
     "build_info",
     "cross_entropy",
@@ -19,3 +20,27 @@ __all__ = [
     "show_config",
     "softmax",
 ]
+
+# The estimator needs scikit-learn and scipy, and ``datasets`` scikit-learn:
+# they load on first use, so that ``import fastsoftmax`` and the kernels
+# import nothing but NumPy.
+_LAZY = {
+    "SoftmaxRegression": ("fastsoftmax.trainer", "SoftmaxRegression"),
+    "datasets": ("fastsoftmax.datasets", None),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module_name, attr = _LAZY[name]
+        module = importlib.import_module(module_name)
+        value = module if attr is None else getattr(module, attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fastsoftmax' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,412 @@
+"""``fastsoftmax train``: train a SoftmaxRegression on a data set and report how it does.
+
+Only argparse is imported with this module; NumPy, scikit-learn, tqdm and
+matplotlib load when :func:`run` starts.
+"""
+
+import argparse
+import sys
+
+DESCRIPTION = """\
+Train a softmax regression model (fastsoftmax.SoftmaxRegression) and report
+its train and test accuracy, the training time and the test set's confusion
+matrix. With no options it trains on scikit-learn's digits (shipped with
+scikit-learn: nothing is downloaded) with L-BFGS.
+
+data sets (--data):
+  digits          scikit-learn's 8x8 digits: 1797 images, 64 features, 10 classes
+  mnist:DIR       MNIST or Fashion-MNIST: the IDX files train-images-idx3-ubyte,
+                  train-labels-idx1-ubyte, t10k-images-idx3-ubyte and
+                  t10k-labels-idx1-ubyte (each may end in .gz) in folder DIR;
+                  the t10k files are the test set
+  csv:PATH        a numeric CSV file with a label column (see --target)
+  svmlight:PATH   a svmlight / libsvm file (sparse features)
+
+examples:
+  fastsoftmax train
+  fastsoftmax train --data mnist:data/mnist --solver sgd --epochs 10
+  fastsoftmax train --data csv:train.csv --target label --save model.joblib --plot curves.png
+"""
+
+
+def _tol(text):
+    if text.lower() == "none":
+        return None
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 or 'none', got {text}")
+    return value
+
+
+def _fraction(text):
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def add_arguments(parser):
+    """Add the options of ``train`` to ``parser``."""
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--data",
+        default="digits",
+        metavar="SPEC",
+        help="digits, mnist:DIR, csv:PATH or svmlight:PATH (default: digits)",
+    )
+    data.add_argument(
+        "--target",
+        default=None,
+        metavar="COLUMN",
+        help="label column of a CSV file, by name or index (default: a column "
+        "named label/target/class/y, else the last one)",
+    )
+    data.add_argument(
+        "--test-size",
+        type=_fraction,
+        default=0.25,
+        metavar="FRACTION",
+        help="fraction of the samples held out for testing, stratified by class; "
+        "MNIST has its own test set (default: 0.25)",
+    )
+    data.add_argument(
+        "--scale",
+        choices=["auto", "none", "standard", "maxabs"],
+        default="auto",
+        help="feature scaling fitted on the training set: auto is none for digits "
+        "and MNIST (already in [0, 1]) and maxabs (keeps sparsity) for CSV "
+        "and svmlight files (default: auto)",
+    )
+    data.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the train/test split and of SGD's shuffling (default: 0)",
+    )
+
+    model = parser.add_argument_group("model and solver")
+    model.add_argument(
+        "--solver",
+        choices=["lbfgs", "sgd"],
+        default="lbfgs",
+        help="lbfgs: full-batch L-BFGS; sgd: minibatch SGD with momentum (default: lbfgs)",
+    )
+    model.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=100,
+        metavar="N",
+        help="most iterations (lbfgs) or epochs (sgd) (default: 100)",
+    )
+    model.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=0.1,
+        metavar="RATE",
+        help="learning rate of sgd (default: 0.1)",
+    )
+    model.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=256,
+        metavar="N",
+        help="minibatch size of sgd (default: 256)",
+    )
+    model.add_argument(
+        "--momentum", type=float, default=0.9, help="momentum of sgd, in [0, 1) (default: 0.9)"
+    )
+    model.add_argument(
+        "--alpha", type=float, default=1e-4, help="L2 penalty alpha/2 * ||coef||^2 (default: 1e-4)"
+    )
+    model.add_argument(
+        "--tol",
+        type=_tol,
+        default=1e-4,
+        help="stopping tolerance, or 'none' to run all --epochs (default: 1e-4)",
+    )
+    model.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="OpenMP threads of the kernels (default: OMP_NUM_THREADS or all)",
+    )
+
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--save",
+        default=None,
+        metavar="PATH",
+        help="save the fitted model (with its scaler, if any) with joblib, "
+        "e.g. model.joblib; load it with joblib.load",
+    )
+    out.add_argument(
+        "--plot",
+        default=None,
+        metavar="PATH",
+        help="save loss and accuracy curves and the confusion matrix as an image, "
+        "e.g. curves.png (needs matplotlib: pip install 'fastsoftmax[plot]')",
+    )
+    out.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (it shows only on a terminal anyway)",
+    )
+    return parser
+
+
+def build_parser():
+    """A standalone parser for ``train`` (the same options as ``fastsoftmax train``)."""
+    parser = argparse.ArgumentParser(
+        prog="fastsoftmax train",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return add_arguments(parser)
+
+
+def _error(message):
+    print(f"fastsoftmax train: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _confusion_text(cm, labels):
+    """The confusion matrix as text: rows are true classes, columns predicted ones."""
+    names = [str(label) for label in labels]
+    width = max(max(len(n) for n in names), len(str(int(cm.max()))) if cm.size else 1)
+    head = " " * (width + 2) + " ".join(n.rjust(width) for n in names)
+    rows = [
+        f"{n.rjust(width)}  " + " ".join(str(int(v)).rjust(width) for v in row)
+        for n, row in zip(names, cm)
+    ]
+    return "\n".join([head] + rows)
+
+
+def _plot(path, history, unit, cm, labels):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(15, 4.5), layout="constrained")
+    ax_loss, ax_acc, ax_cm = fig.subplots(1, 3)
+    steps = history["step"]
+    ax_loss.plot(steps, history["loss"], marker="." if len(steps) < 50 else None)
+    ax_loss.set_xlabel(unit)
+    ax_loss.set_ylabel("training objective")
+    ax_loss.set_title("loss")
+    ax_acc.plot(steps, history["train"], label="train")
+    ax_acc.plot(steps, history["test"], label="test")
+    ax_acc.set_xlabel(unit)
+    ax_acc.set_ylabel("accuracy")
+    ax_acc.set_title("accuracy")
+    ax_acc.legend()
+    ax_cm.imshow(cm, cmap="Blues")
+    ticks = range(len(labels))
+    ax_cm.set_xticks(
+        ticks, [str(label) for label in labels], rotation=90 if len(labels) > 10 else 0
+    )
+    ax_cm.set_yticks(ticks, [str(label) for label in labels])
+    ax_cm.set_xlabel("predicted class")
+    ax_cm.set_ylabel("true class")
+    ax_cm.set_title("confusion matrix (test set)")
+    if len(labels) <= 20:
+        top = cm.max() if cm.size else 0
+        for i in range(cm.shape[0]):
+            for j in range(cm.shape[1]):
+                ax_cm.text(
+                    j,
+                    i,
+                    str(int(cm[i, j])),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if cm[i, j] > top / 2 else "black",
+                )
+    fig.savefig(path, dpi=110)
+
+
+def run(args):
+    """Train a SoftmaxRegression as the options say and report accuracy, time and errors."""
+    import time
+    import warnings
+
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return _error(
+                "--plot needs matplotlib, which is not installed: "
+                "pip install matplotlib (or pip install 'fastsoftmax[plot]')"
+            )
+    if not 0 <= args.momentum < 1:
+        return _error(f"--momentum must be in [0, 1), got {args.momentum}")
+    if args.alpha < 0:
+        return _error(f"--alpha must be >= 0, got {args.alpha}")
+
+    import numpy as np
+    import scipy.sparse as sp
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import confusion_matrix
+    from tqdm.auto import tqdm
+
+    from fastsoftmax.datasets import load_dataset
+    from fastsoftmax.trainer import SoftmaxRegression
+
+    target = args.target
+    if target is not None and target.lstrip("-").isdigit():
+        target = int(target)
+    try:
+        data = load_dataset(
+            args.data, test_size=args.test_size, random_state=args.seed, target=target
+        )
+    except (OSError, ValueError) as exc:
+        return _error(str(exc))
+
+    X_train, X_test, y_train, y_test = data.X_train, data.X_test, data.y_train, data.y_test
+    classes = data.classes
+    sparse = sp.issparse(X_train)
+    print(
+        f"data      {data.name}: {X_train.shape[0]} training and {X_test.shape[0]} test "
+        f"samples, {data.n_features} features{' (sparse)' if sparse else ''}, "
+        f"{len(classes)} classes, {X_train.dtype}"
+    )
+
+    scale = args.scale
+    if scale == "auto":
+        scale = "none" if data.scaled else "maxabs"
+    if scale == "standard" and sparse:
+        return _error("--scale standard would make the sparse features dense; use maxabs")
+    scaler = None
+    if scale != "none":
+        from sklearn.preprocessing import MaxAbsScaler, StandardScaler
+
+        scaler = StandardScaler() if scale == "standard" else MaxAbsScaler()
+        X_train = scaler.fit_transform(X_train)
+        X_test = scaler.transform(X_test)
+        print(f"scaling   {type(scaler).__name__}, fitted on the training set")
+
+    model = SoftmaxRegression(
+        solver=args.solver,
+        alpha=args.alpha,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        max_iter=args.epochs,
+        momentum=args.momentum,
+        tol=args.tol,
+        random_state=args.seed,
+        n_threads=args.threads,
+    )
+    print(f"model     {model!r}")
+
+    unit = "iteration" if args.solver == "lbfgs" else "epoch"
+    bar = tqdm(
+        total=args.epochs,
+        unit=unit,
+        desc=args.solver,
+        leave=True,
+        disable=True if args.no_progress else None,
+        file=sys.stderr,
+    )
+    track = args.plot is not None or not bar.disable
+    rng = np.random.default_rng(args.seed)
+    n_eval = min(X_train.shape[0], 10000)
+    eval_rows = np.sort(rng.choice(X_train.shape[0], n_eval, replace=False))
+    X_eval, y_eval = X_train[eval_rows], y_train[eval_rows]
+    history = {"step": [], "loss": [], "train": [], "test": []}
+    eval_seconds = 0.0
+
+    def callback(fitted, info):
+        nonlocal eval_seconds
+        if not track:
+            return False
+        start = time.perf_counter()
+        train_acc = float(np.mean(fitted.predict(X_eval) == y_eval))
+        test_acc = float(np.mean(fitted.predict(X_test) == y_test))
+        history["step"].append(info["iteration"])
+        history["loss"].append(info["loss"])
+        history["train"].append(train_acc)
+        history["test"].append(test_acc)
+        bar.set_postfix(
+            loss=f"{info['loss']:.4f}",
+            train=f"{train_acc:.4f}",
+            test=f"{test_acc:.4f}",
+            refresh=False,
+        )
+        bar.update(1)
+        eval_seconds += time.perf_counter() - start
+        return False
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        start = time.perf_counter()
+        try:
+            model.fit(X_train, y_train, callback=callback)
+        except ValueError as exc:
+            bar.close()
+            return _error(str(exc))
+        seconds = time.perf_counter() - start - eval_seconds
+    bar.close()
+    sys.stdout.flush()
+    converged = True
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
+            converged = False
+            print(f"warning   {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+    train_acc = float(np.mean(model.predict(X_train) == y_train))
+    y_pred = model.predict(X_test)
+    test_acc = float(np.mean(y_pred == y_test))
+    state = "converged" if converged else "stopped at --epochs"
+    if args.tol is None:
+        state = (
+            "ran every epoch (--tol none)"
+            if args.solver == "sgd"
+            else "ran to --epochs (--tol none)"
+        )
+    print(
+        f"training  {seconds:.3f} s, {model.n_iter_} {unit}s, final loss "
+        f"{model.loss_curve_[-1]:.6g} ({state})"
+    )
+    print(f"accuracy  train {train_acc:.4f}  test {test_acc:.4f}")
+
+    cm = confusion_matrix(y_test, y_pred, labels=model.classes_)
+    if len(model.classes_) <= 20:
+        print("confusion matrix (test set; rows: true class, columns: predicted class)")
+        print(_confusion_text(cm, model.classes_))
+    else:
+        print(f"confusion matrix: {len(model.classes_)} classes, not printed (--plot draws it)")
+
+    if args.save:
+        import joblib
+        from sklearn.pipeline import make_pipeline
+
+        saved = model if scaler is None else make_pipeline(scaler, model)
+        joblib.dump(saved, args.save)
+        print(f"saved     {args.save} ({type(saved).__name__}; joblib.load it to predict)")
+    if args.plot:
+        _plot(args.plot, history, unit, cm, model.classes_)
+        print(f"plot      {args.plot}")
+    return 0
+
+
+def main(argv=None):
+    """``fastsoftmax train`` on its own; returns the exit status."""
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,400 @@
+"""Data for training: scikit-learn's digits, MNIST IDX files, CSV and svmlight files.
+
+Nothing here downloads: digits ships with scikit-learn, and the other
+loaders read files already on disk.
+
+- :func:`load_digits` -- the 8 x 8 digits of scikit-learn, scaled to [0, 1].
+- :func:`load_mnist` -- MNIST or Fashion-MNIST from the standard IDX files
+  (gzipped or not) in a folder.
+- :func:`load_csv` -- a numeric CSV file with a label column (Kaggle-style).
+- :func:`load_svmlight` -- a svmlight / libsvm file, as a sparse CSR matrix.
+- :func:`load_dataset` -- one of the above from a short specification
+  (``'digits'``, ``'mnist:DIR'``, ``'csv:PATH'``, ``'svmlight:PATH'``), split
+  into training and test sets.
+"""
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "Dataset",
+    "load_csv",
+    "load_dataset",
+    "load_digits",
+    "load_mnist",
+    "load_svmlight",
+    "read_idx",
+]
+
+# The four files of MNIST and Fashion-MNIST; each may also end in ".gz", and
+# some copies spell "-idx3-" as ".idx3-".
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+# IDX type codes: https://yann.lecun.com/exdb/mnist/ (data big-endian).
+_IDX_TYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+# Column names taken as the label when a CSV file has a header.
+LABEL_NAMES = ("label", "labels", "target", "class", "y", "digit", "species")
+
+
+@dataclass
+class Dataset:
+    """A data set split into training and test parts.
+
+    Attributes
+    ----------
+    X_train : {ndarray, sparse matrix} of shape (n_train, n_features)
+    X_test : {ndarray, sparse matrix} of shape (n_test, n_features)
+    y_train : ndarray of shape (n_train,)
+    y_test : ndarray of shape (n_test,)
+    name : str
+        What was loaded, for reports.
+    fixed_split : bool
+        True when the test set came with the data (MNIST's t10k files)
+        rather than from a random split.
+    scaled : bool
+        True when the features are already in [0, 1] (digits, MNIST).
+    """
+
+    X_train: object
+    X_test: object
+    y_train: np.ndarray
+    y_test: np.ndarray
+    name: str
+    fixed_split: bool = False
+    scaled: bool = False
+
+    @property
+    def n_features(self):
+        return self.X_train.shape[1]
+
+    @property
+    def classes(self):
+        return np.unique(np.concatenate([self.y_train, self.y_test]))
+
+
+def load_digits(*, scale=True, dtype=np.float64):
+    """scikit-learn's 8 x 8 handwritten digits (1797 samples, 64 features, 10 classes).
+
+    Parameters
+    ----------
+    scale : bool, default=True
+        Divide the pixel values (0 to 16) by 16.
+    dtype : dtype, default=np.float64
+        Floating dtype of ``X``.
+
+    Returns
+    -------
+    X : ndarray of shape (1797, 64)
+    y : ndarray of shape (1797,)
+        Digits 0 to 9.
+    """
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    X, y = sk_load_digits(return_X_y=True)
+    X = X.astype(dtype)
+    if scale:
+        X /= 16
+    return X, y
+
+
+def read_idx(path):
+    """Read an IDX file (the format of MNIST), gzipped or not.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file. Gzip compression is recognised from the content, not the name.
+
+    Returns
+    -------
+    array : ndarray
+        Of the shape and (native-endian) dtype the file's header gives.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
+        raise ValueError(
+            f"{os.fspath(path)!r} is not an IDX file (bad magic number {data[:4].hex() or 'empty'})"
+        )
+    dtype, ndim = _IDX_TYPES[data[2]], data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(f"{os.fspath(path)!r}: truncated IDX header")
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(data) != expected:
+        raise ValueError(
+            f"{os.fspath(path)!r}: an IDX array of shape {shape} and dtype "
+            f"{dtype} needs {expected} bytes, the file holds {len(data)}"
+        )
+    array = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    return array.astype(dtype.newbyteorder("="))
+
+
+def _find_idx(folder, name):
+    """The path of one MNIST file in ``folder``, whichever of the usual spellings it has."""
+    stems = [name, name.replace("-idx", ".idx")]
+    for stem in stems:
+        for candidate in (stem, stem + ".gz"):
+            path = os.path.join(folder, candidate)
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def load_mnist(path, kind="train", *, scale=True, dtype=np.float32):
+    """MNIST or Fashion-MNIST from the standard IDX files in a folder.
+
+    The folder holds ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``
+    (``kind='train'``, 60000 images) and ``t10k-images-idx3-ubyte``,
+    ``t10k-labels-idx1-ubyte`` (``kind='test'``, 10000 images), each
+    possibly gzipped (``.gz``) and possibly spelled with ``.idx`` instead of
+    ``-idx``. Any number of images of any size is accepted.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The folder.
+    kind : {'train', 'test'}, default='train'
+        Which pair of files to read.
+    scale : bool, default=True
+        Divide the pixel values (0 to 255) by 255.
+    dtype : dtype, default=np.float32
+        Floating dtype of ``X``.
+
+    Returns
+    -------
+    X : ndarray of shape (n_images, n_pixels)
+        One flattened image a row.
+    y : ndarray of shape (n_images,)
+        Labels, as int64.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the folder or one of the two files is missing; the message
+        names the files expected.
+    """
+    if kind not in MNIST_FILES:
+        raise ValueError(f"kind must be 'train' or 'test', got {kind!r}")
+    folder = os.fspath(path)
+    names = MNIST_FILES[kind]
+    paths = [_find_idx(folder, name) for name in names]
+    if None in paths:
+        every = [n for pair in MNIST_FILES.values() for n in pair]
+        missing = [n for n, p in zip(names, paths) if p is None]
+        where = "is not a folder" if not os.path.isdir(folder) else f"lacks {' and '.join(missing)}"
+        raise FileNotFoundError(
+            f"MNIST data not found: {folder!r} {where}. load_mnist expects the four IDX "
+            f"files of MNIST or Fashion-MNIST in one folder: {', '.join(every)} (each may "
+            "be gzipped, ending in .gz)."
+        )
+    images, labels = read_idx(paths[0]), read_idx(paths[1])
+    if images.ndim < 2:
+        raise ValueError(
+            f"{paths[0]!r} holds an array of shape {images.shape}, "
+            "expected images (n_images, rows, columns)"
+        )
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"{paths[1]!r} holds labels of shape {labels.shape} for "
+            f"{images.shape[0]} images in {paths[0]!r}"
+        )
+    X = images.reshape(images.shape[0], -1).astype(dtype)
+    if scale:
+        X /= 255
+    return X, labels.astype(np.int64)
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _labels(values):
+    """Integer labels when every value is an integer, else the strings as they are."""
+    values = np.char.strip(np.asarray(values, dtype=str), "\"' ")
+    try:
+        numbers = values.astype(np.float64)
+    except ValueError:
+        return values
+    if np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers)):
+        return numbers.astype(np.int64)
+    return numbers
+
+
+def load_csv(path, *, target=None, delimiter=",", dtype=np.float64):
+    """A numeric CSV file with one label column, such as Kaggle's competition data.
+
+    A first line holding names (more non-numeric fields than the second line)
+    is taken as a header.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    target : int or str, default=None
+        The label column: its index (negative counts from the end) or its
+        name in the header. By default the column named label, labels,
+        target, class, y, digit or species (any case) when the header has one,
+        else the last column.
+    delimiter : str, default=','
+        Field separator.
+    dtype : dtype, default=np.float64
+        Floating dtype of ``X``.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_columns - 1)
+        Every other column, as numbers.
+    y : ndarray of shape (n_samples,)
+        The labels: int64 when they are all integers, else float or str.
+    """
+    path = os.fspath(path)
+    with open(path, newline="") as f:
+        first = f.readline()
+        second = f.readline()
+    if not first.strip():
+        raise ValueError(f"{path!r} is empty")
+    fields = [s.strip().strip("\"'") for s in first.rstrip("\r\n").split(delimiter)]
+
+    def non_numeric(line):
+        return sum(not _is_number(s) for s in line.rstrip("\r\n").split(delimiter))
+
+    header = non_numeric(first) > (non_numeric(second) if second.strip() else 0)
+    n_columns = len(fields)
+    if n_columns < 2:
+        raise ValueError(
+            f"{path!r} has {n_columns} column with delimiter {delimiter!r}; "
+            "it needs features and a label column"
+        )
+    if target is None:
+        lowered = [name.lower() for name in fields]
+        named = [lowered.index(n) for n in LABEL_NAMES if header and n in lowered]
+        column = named[0] if named else n_columns - 1
+    elif isinstance(target, str):
+        if not header:
+            raise ValueError(f"target={target!r} names a column, but {path!r} has no header")
+        if target not in fields:
+            raise ValueError(f"no column named {target!r} in {path!r}; columns: {fields}")
+        column = fields.index(target)
+    else:
+        column = int(target)
+        if not -n_columns <= column < n_columns:
+            raise ValueError(f"target={target} is out of range for {n_columns} columns")
+        column %= n_columns
+    features = [i for i in range(n_columns) if i != column]
+    skip = 1 if header else 0
+    X = np.loadtxt(path, delimiter=delimiter, skiprows=skip, usecols=features, dtype=dtype, ndmin=2)
+    y = _labels(
+        np.loadtxt(path, delimiter=delimiter, skiprows=skip, usecols=[column], dtype=str, ndmin=1)
+    )
+    return X, y
+
+
+def load_svmlight(path, *, n_features=None, dtype=np.float64):
+    """A svmlight / libsvm file (``label index:value ...`` lines), as sparse CSR features.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file (``.gz`` and ``.bz2`` are decompressed).
+    n_features : int, default=None
+        Number of features; None infers it from the largest index.
+    dtype : dtype, default=np.float64
+        Floating dtype of ``X``.
+
+    Returns
+    -------
+    X : scipy.sparse.csr_matrix of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,)
+        int64 when every label is an integer, else float64.
+    """
+    from sklearn.datasets import load_svmlight_file
+
+    X, y = load_svmlight_file(os.fspath(path), n_features=n_features, dtype=dtype)
+    if np.all(y == np.round(y)):
+        y = y.astype(np.int64)
+    return X, y
+
+
+def load_dataset(spec="digits", *, test_size=0.25, random_state=0, target=None):
+    """Load a data set from a short specification and split it for training and testing.
+
+    Parameters
+    ----------
+    spec : str, default='digits'
+        ``'digits'``; ``'mnist:DIR'`` (the folder of the MNIST or
+        Fashion-MNIST IDX files, whose t10k files are the test set);
+        ``'csv:PATH'``; or ``'svmlight:PATH'``.
+    test_size : float in (0, 1), default=0.25
+        Fraction of the samples held out for testing (stratified by class
+        when every class has at least two samples). Not used for MNIST.
+    random_state : int, default=0
+        Seed of the split.
+    target : int or str, default=None
+        Label column of a CSV file (see :func:`load_csv`).
+
+    Returns
+    -------
+    dataset : Dataset
+    """
+    kind, _, location = spec.partition(":")
+    kind = kind.lower()
+    location = os.path.expanduser(location)
+    if kind == "mnist":
+        if not location:
+            raise ValueError("mnist needs a folder: --data mnist:DIR")
+        X_train, y_train = load_mnist(location, "train")
+        X_test, y_test = load_mnist(location, "test")
+        return Dataset(
+            X_train, X_test, y_train, y_test, f"mnist:{location}", fixed_split=True, scaled=True
+        )
+    if kind == "digits":
+        X, y = load_digits()
+        scaled = True
+    elif kind == "csv":
+        if not location:
+            raise ValueError("csv needs a file: csv:PATH")
+        X, y = load_csv(location, target=target)
+        scaled = False
+    elif kind in ("svmlight", "libsvm"):
+        if not location:
+            raise ValueError("svmlight needs a file: svmlight:PATH")
+        X, y = load_svmlight(location)
+        scaled = False
+    else:
+        raise ValueError(
+            f"unknown data set {spec!r}: use digits, mnist:DIR, csv:PATH or svmlight:PATH"
+        )
+    from sklearn.model_selection import train_test_split
+
+    _, counts = np.unique(y, return_counts=True)
+    try:
+        if counts.min() < 2:
+            raise ValueError("a class has a single sample")
+        parts = train_test_split(X, y, test_size=test_size, random_state=random_state, stratify=y)
+    except ValueError:  # too few samples of a class, or too few test samples, to stratify
+        parts = train_test_split(X, y, test_size=test_size, random_state=random_state)
+    X_train, X_test, y_train, y_test = parts
+    return Dataset(X_train, X_test, y_train, y_test, spec, scaled=scaled)

@@ -1,0 +1,260 @@
+"""The command line: ``fastsoftmax`` / ``python -m fastsoftmax`` and its ``train`` subcommand."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.datasets import dump_svmlight_file
+from threadpoolctl import threadpool_limits
+
+import fastsoftmax
+from fastsoftmax.__main__ import main
+from test_datasets import make_mnist
+
+# Children run where the package under test lives (the checkout for an in-place
+# build, site-packages for an installed one), so they import that same package.
+ROOT = Path(fastsoftmax.__file__).resolve().parents[1]
+
+TRAIN_OPTIONS = [
+    "--data",
+    "--target",
+    "--test-size",
+    "--scale",
+    "--seed",
+    "--solver",
+    "--epochs",
+    "--lr",
+    "--batch-size",
+    "--momentum",
+    "--alpha",
+    "--tol",
+    "--threads",
+    "--save",
+    "--plot",
+    "--no-progress",
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_blas_thread():
+    # Small data: one BLAS thread is as fast, and immune to a busy machine.
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def accuracies(out):
+    line = next(s for s in out.splitlines() if s.startswith("accuracy"))
+    parts = line.split()
+    return float(parts[2]), float(parts[4])
+
+
+def test_no_arguments_trains_on_digits(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "digits: 1347 training and 450 test samples, 64 features" in out
+    train, test = accuracies(out)
+    assert train > 0.99 and test > 0.95
+    assert "training " in out and " s, " in out
+    assert "confusion matrix" in out
+    matrix = out.split("predicted class)\n")[1].splitlines()[1:11]
+    assert sum(int(v) for row in matrix for v in row.split()[1:]) == 450
+
+
+def test_options_without_subcommand_go_to_train(capsys):
+    assert main(["--solver", "sgd", "--epochs", "3", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "solver='sgd'" in captured.out and "3 epochs" in captured.out
+    assert "max_iter=3" in captured.err  # the ConvergenceWarning, as one line
+
+
+def test_python_dash_m_help_explains_every_option():
+    result = subprocess.run(
+        [sys.executable, "-m", "fastsoftmax", "train", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    for option in TRAIN_OPTIONS:
+        assert option in result.stdout
+    for spec in ("digits", "mnist:DIR", "csv:PATH", "svmlight:PATH", "t10k-images-idx3-ubyte"):
+        assert spec in result.stdout
+    top = subprocess.run(
+        [sys.executable, "-m", "fastsoftmax", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    assert "train" in top.stdout and "demo" in top.stdout
+
+
+def test_demo_is_kept(capsys):
+    assert main(["demo", "--samples", "64", "--classes", "5"]) == 0
+    assert "fused cross-entropy forward + backward, 64 x 5" in capsys.readouterr().out
+
+
+def test_mnist_sgd_save_and_load(tmp_path, capsys):
+    make_mnist(tmp_path, n_train=200, n_test=50, compress=True)
+    model_path = tmp_path / "model.joblib"
+    code = main(
+        [
+            "train",
+            "--data",
+            f"mnist:{tmp_path}",
+            "--solver",
+            "sgd",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "32",
+            "--lr",
+            "0.05",
+            "--tol",
+            "none",
+            "--save",
+            str(model_path),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "200 training and 50 test samples, 784 features" in out
+    assert "2 epochs" in out and "ran every epoch" in out
+    model = joblib.load(model_path)
+    assert model.coef_.shape == (len(model.classes_), 784) and model.coef_.dtype == np.float32
+    X = np.zeros((3, 784), dtype=np.float32)
+    assert model.predict(X).shape == (3,)
+
+
+def test_missing_mnist_folder_is_a_clear_error(tmp_path, capsys):
+    assert main(["train", "--data", f"mnist:{tmp_path / 'none'}"]) == 2
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte" in err and "t10k-labels-idx1-ubyte" in err
+
+
+def test_csv_with_target_and_scaling(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, size=120)
+    X = rng.standard_normal((120, 4)) + 50 * y[:, None]  # large, separable features
+    path = tmp_path / "data.csv"
+    np.savetxt(
+        path, np.column_stack([X, y]), delimiter=",", fmt="%.6f", header="a,b,c,d,kind", comments=""
+    )
+    model_path = tmp_path / "m.joblib"
+    assert (
+        main(["train", "--data", f"csv:{path}", "--target", "kind", "--save", str(model_path)]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "MaxAbsScaler" in out and "3 classes" in out
+    assert accuracies(out) == (1.0, 1.0)
+    pipe = joblib.load(model_path)
+    assert pipe.score(X, y) == 1.0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                f"csv:{path}",
+                "--target",
+                "4",
+                "--scale",
+                "standard",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert "StandardScaler" in capsys.readouterr().out
+
+
+def test_svmlight_sparse(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=200)
+    X = rng.random((200, 30)) * (rng.random((200, 30)) < 0.2)
+    X[:, 0] = y + 0.1
+    path = tmp_path / "data.svm"
+    dump_svmlight_file(X, y, str(path))
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                f"svmlight:{path}",
+                "--solver",
+                "sgd",
+                "--epochs",
+                "20",
+                "--tol",
+                "none",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "(sparse)" in out
+    assert accuracies(out)[1] > 0.9
+    assert main(["train", "--data", f"svmlight:{path}", "--scale", "standard"]) == 2
+    assert "sparse" in capsys.readouterr().err
+
+
+def test_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "curves.png"
+    assert main(["train", "--epochs", "15", "--plot", str(path), "--no-progress"]) == 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"plot      {path}" in capsys.readouterr().out
+
+
+def test_plot_without_matplotlib_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main(["train", "--plot", str(tmp_path / "c.png")]) == 2
+    assert "pip install matplotlib" in capsys.readouterr().err
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_progress_bar(capsys, monkeypatch):
+    # tqdm draws only on a terminal unless told otherwise; force it on.
+    import tqdm.auto
+
+    real = tqdm.auto.tqdm
+
+    def always_on(*args, **kwargs):
+        kwargs["disable"] = False
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", always_on)
+    assert main(["train", "--solver", "sgd", "--epochs", "4", "--tol", "none"]) == 0
+    err = capsys.readouterr().err
+    assert "sgd" in err and "4/4" in err
+    assert "loss=" in err and "train=" in err and "test=" in err
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--data", "nothing"], "unknown data set"),
+        (["--momentum", "1.5"], "momentum"),
+    ],
+)
+def test_bad_options(args, message, capsys):
+    assert main(["train"] + args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_parser_rejects_bad_values():
+    for args in (
+        ["--test-size", "2"],
+        ["--epochs", "0"],
+        ["--lr", "-1"],
+        ["--tol", "x"],
+        ["--solver", "adam"],
+    ):
+        with pytest.raises(SystemExit) as info:
+            main(["train"] + args)
+        assert info.value.code == 2
