@@ -13,8 +13,16 @@ import fastsoftmax
 from fastsoftmax import reference
 
 SHAPES = [(65536, 10), (16384, 100), (4096, 1000), (1024, 32000), (256, 128256)]
-IMPLS = ["fastsoftmax", "fastsoftmax-out", "fastsoftmax-inplace", "reference", "torch-1",
-         "torch-2", "sklearn", "copy"]
+IMPLS = [
+    "fastsoftmax",
+    "fastsoftmax-out",
+    "fastsoftmax-inplace",
+    "reference",
+    "torch-1",
+    "torch-2",
+    "sklearn",
+    "copy",
+]
 
 
 def _torch_step(torch, n_threads):

@@ -62,6 +62,8 @@ def _report_threads():
         yield
         return
     for pool in threadpool_info():
-        print(f"\n{pool['user_api']}: {pool['internal_api']} {pool.get('version')} "
-              f"threads={pool['num_threads']} {pool.get('architecture', '')}")
+        print(
+            f"\n{pool['user_api']}: {pool['internal_api']} {pool.get('version')} "
+            f"threads={pool['num_threads']} {pool.get('architecture', '')}"
+        )
     yield

@@ -44,7 +44,8 @@ def rivals(shape, dtype, n_threads):
 
         loss = HalfMultinomialLoss(n_classes=shape[1])
         out["scikit-learn"] = lambda x, t: loss.loss_gradient(
-            y_true=t.astype(x.dtype), raw_prediction=x, n_threads=n_threads)
+            y_true=t.astype(x.dtype), raw_prediction=x, n_threads=n_threads
+        )
     except ImportError:
         pass
     return out
@@ -62,30 +63,42 @@ def main(argv=None):
     try:
         from threadpoolctl import threadpool_info
 
-        blas = ", ".join(f"{p['internal_api']} {p.get('version')} x{p['num_threads']}"
-                         for p in threadpool_info())
+        blas = ", ".join(
+            f"{p['internal_api']} {p.get('version')} x{p['num_threads']}" for p in threadpool_info()
+        )
     except ImportError:
         pass
-    header = (f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
-              f"fastsoftmax {info['version']} ({info['simd']}), NumPy {np.__version__}, "
-              f"{threads} threads, {args.dtype}, cold inputs; runtimes: {blas}")
+    header = (
+        f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
+        f"fastsoftmax {info['version']} ({info['simd']}), NumPy {np.__version__}, "
+        f"{threads} threads, {args.dtype}, cold inputs; runtimes: {blas}"
+    )
     rows, names = [], None
     for shape in DEFAULT_SHAPES:
         small = shape[0] * shape[1] <= 4_200_000
-        t = measure(shape, args.dtype, threads, args.repeats, with_reference=small,
-                    extra=rivals(shape, args.dtype, threads))
+        t = measure(
+            shape,
+            args.dtype,
+            threads,
+            args.repeats,
+            with_reference=small,
+            extra=rivals(shape, args.dtype, threads),
+        )
         names = names or list(t)
         rows.append((shape, t))
         print(shape, {k: round(1e3 * v, 3) for k, v in t.items()}, flush=True)
     names = [n for n in names if n != "copy"]
-    lines = [f"<!-- {header} -->", "",
-             "| N x C | copy floor | " + " | ".join(names) + " |",
-             "|---|---|" + "---|" * len(names)]
+    lines = [
+        f"<!-- {header} -->",
+        "",
+        "| N x C | copy floor | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
     for shape, t in rows:
-        cells = [f"{1e3 * t[n]:.2f} ms ({t[n] / t['copy']:.1f}x)" if n in t else "-"
-                 for n in names]
-        lines.append(f"| {shape[0]} x {shape[1]} | {1e3 * t['copy']:.2f} ms | "
-                     + " | ".join(cells) + " |")
+        cells = [f"{1e3 * t[n]:.2f} ms ({t[n] / t['copy']:.1f}x)" if n in t else "-" for n in names]
+        lines.append(
+            f"| {shape[0]} x {shape[1]} | {1e3 * t['copy']:.2f} ms | " + " | ".join(cells) + " |"
+        )
     table = "\n".join(lines)
     with open(os.path.join(HERE, "results.md"), "w") as f:
         f.write(header + "\n\n" + table + "\n")

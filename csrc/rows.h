@@ -422,8 +422,8 @@ FS_INLINE void FS_LOCAL(xent_index_grad)(const fs_xent_opts *o, const FS_T *x, f
         FS_LOCAL(fill)(grad, o->n_classes, gs, (FS_T)NAN);
     else /* p = exp(z - lse): shift by lse, s = 1 */
         /* p = exp(z - lse): shift by lse rounded to FS_T, s = exp of the rest */
-        FS_LOCAL(index_grad)(o, x, xs, t, (FS_T)lse, exp(lse - (double)(FS_T)lse), lse, g,
-                             grad, gs, capped);
+        FS_LOCAL(index_grad)(o, x, xs, t, (FS_T)lse, exp(lse - (double)(FS_T)lse), lse, g, grad, gs,
+                             capped);
 }
 
 FS_DISPATCH void FS_PUBLIC(xent_index_grad)(const fs_xent_opts *o, const FS_T *x, fs_index xs,

@@ -21,8 +21,15 @@ def _rotation(shape, dtype, cold_bytes):
     return [base.copy() for _ in range(copies)]
 
 
-def measure(shape, dtype="float32", n_threads=None, repeats=15, cold_bytes=64 * 2**20,
-            with_reference=True, extra=None):
+def measure(
+    shape,
+    dtype="float32",
+    n_threads=None,
+    repeats=15,
+    cold_bytes=64 * 2**20,
+    with_reference=True,
+    extra=None,
+):
     """Median seconds per call of each implementation for one shape.
 
     Parameters
@@ -55,11 +62,14 @@ def measure(shape, dtype="float32", n_threads=None, repeats=15, cold_bytes=64 * 
     impls = {
         "copy": lambda x, o: np.copyto(o, x),
         "fastsoftmax": lambda x, o: fastsoftmax.cross_entropy_with_grad(
-            x, target, n_threads=n_threads),
+            x, target, n_threads=n_threads
+        ),
         "fastsoftmax out=": lambda x, o: fastsoftmax.cross_entropy_with_grad(
-            x, target, n_threads=n_threads, out=out),
+            x, target, n_threads=n_threads, out=out
+        ),
         "fastsoftmax inplace": lambda x, o: fastsoftmax.cross_entropy_with_grad(
-            x, target, n_threads=n_threads, inplace=True),
+            x, target, n_threads=n_threads, inplace=True
+        ),
     }
     if with_reference:
         impls["reference"] = lambda x, o: reference.cross_entropy_with_grad(x, target)
@@ -78,16 +88,51 @@ def measure(shape, dtype="float32", n_threads=None, repeats=15, cold_bytes=64 * 
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def run(shapes=DEFAULT_SHAPES, dtype="float32", n_threads=None, repeats=15, file=None):
+def add_arguments(parser):
+    """Options of ``fastsoftmax bench``."""
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float64"],
+        help="dtype of the scores (default: float32)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="OpenMP threads (default: OpenMP's default)"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=9,
+        help="interleaved rounds per shape; medians are shown (default: 9)",
+    )
+
+
+def run(args):
+    """Time the fused cross-entropy forward + backward on this machine.
+
+    For each shape, the median of interleaved calls of fastsoftmax, the NumPy
+    reference and a copy of the same bytes (the memory-bandwidth floor), on
+    cold inputs; ratios to the copy and of the reference to fastsoftmax.
+    """
+    table(dtype=args.dtype, n_threads=args.threads, repeats=args.repeats)
+    return 0
+
+
+def table(shapes=DEFAULT_SHAPES, dtype="float32", n_threads=None, repeats=15, file=None):
     """Print a table of medians and ratios to the copy floor and the reference."""
     import fastsoftmax
 
     info = fastsoftmax.build_info()
     threads = n_threads or info["default_threads"]
-    print(f"fastsoftmax {info['version']}, {info['simd']}, OpenMP "
-          f"{'on' if info['openmp'] else 'off'}, {threads} thread(s), {dtype}, cold inputs",
-          file=file)
-    header = f"{'shape':>14} {'copy ms':>9} {'fused ms':>9} {'x copy':>7} {'ref ms':>9} {'ref / fused':>11}"
+    print(
+        f"fastsoftmax {info['version']}, {info['simd']}, OpenMP "
+        f"{'on' if info['openmp'] else 'off'}, {threads} thread(s), {dtype}, cold inputs",
+        file=file,
+    )
+    header = (
+        f"{'shape':>14} {'copy ms':>9} {'fused ms':>9} {'x copy':>7} {'ref ms':>9} "
+        f"{'ref / fused':>11}"
+    )
     print(header, file=file)
     rows = []
     for shape in shapes:
@@ -95,8 +140,11 @@ def run(shapes=DEFAULT_SHAPES, dtype="float32", n_threads=None, repeats=15, file
         t = measure(shape, dtype, n_threads, repeats, with_reference=small)
         ref = t.get("reference")
         rows.append((shape, t))
-        print(f"{shape[0]:>6} x {shape[1]:<6} {1e3 * t['copy']:9.3f} {1e3 * t['fastsoftmax']:9.3f} "
-              f"{t['fastsoftmax'] / t['copy']:7.2f} "
-              f"{(1e3 * ref) if ref else float('nan'):9.2f} "
-              f"{(ref / t['fastsoftmax']) if ref else float('nan'):11.1f}", file=file)
+        print(
+            f"{shape[0]:>6} x {shape[1]:<6} {1e3 * t['copy']:9.3f} {1e3 * t['fastsoftmax']:9.3f} "
+            f"{t['fastsoftmax'] / t['copy']:7.2f} "
+            f"{(1e3 * ref) if ref else float('nan'):9.2f} "
+            f"{(ref / t['fastsoftmax']) if ref else float('nan'):11.1f}",
+            file=file,
+        )
     return rows

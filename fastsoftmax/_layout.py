@@ -30,7 +30,8 @@ def as_kernel_input(a):
     """``a`` itself when the kernels can read it, else a native contiguous copy."""
     if kernel_ready(a):
         return a
-    return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
+    # A fresh array: also aligned (ascontiguousarray keeps an unaligned one).
+    return np.array(a, dtype=a.dtype.newbyteorder("="), order="C", copy=True)
 
 
 def view3(a, shape3):
@@ -48,3 +49,12 @@ def rows3(a, axis):
     shape3 = (math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :]))
     v = view3(a, shape3)
     return v if v is not None else np.ascontiguousarray(a).reshape(shape3)
+
+
+def same_layout(a, b):
+    """True when ``a`` and ``b`` view the same memory element for element."""
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.shape == b.shape
+        and a.strides == b.strides
+    )

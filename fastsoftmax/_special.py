@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from fastsoftmax import _kernels, reference
-from fastsoftmax._layout import KERNEL_DTYPES, as_kernel_input, rows3, view3
+from fastsoftmax._layout import KERNEL_DTYPES, as_kernel_input, rows3, same_layout, view3
 from fastsoftmax._threads import check_n_threads, threads_for
 
 __all__ = ["softmax", "log_softmax", "logsumexp"]
@@ -150,8 +150,11 @@ def _normalise(x, axis, out, n_threads, log):
     dtype = x.dtype
     if out is not None:
         _check_out(out, x.shape, dtype)
+    # An out= overlapping x other than element for element would be written
+    # while x is still read: the kernels then write a fresh array, copied after.
+    direct = out is not None and not (np.may_share_memory(out, x) and not same_layout(out, x))
     if len(axes) == 1:
-        y3 = view3(out, x3.shape) if out is not None else None
+        y3 = view3(out, x3.shape) if direct else None
         y = None if y3 is not None else np.empty(x3.shape, dtype=dtype)
         _kernels.softmax(x3, y3 if y3 is not None else y, log, threads_for(n_threads, x.size))
         if y is None:

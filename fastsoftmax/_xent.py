@@ -11,7 +11,7 @@ import operator
 import numpy as np
 
 from fastsoftmax import _kernels
-from fastsoftmax._layout import KERNEL_DTYPES, as_kernel_input, view3
+from fastsoftmax._layout import KERNEL_DTYPES, as_kernel_input, same_layout, view3
 from fastsoftmax._threads import check_n_threads, threads_for
 
 __all__ = ["cross_entropy", "cross_entropy_with_grad", "cross_entropy_backward"]
@@ -75,8 +75,9 @@ def cross_entropy(
     >>> round(float(cross_entropy(logits, np.array([0, 2]))), 6)
     0.176437
     """
-    call = _Call(input, target, weight, ignore_index, reduction, label_smoothing,
-                 z_loss, softcap, n_threads)
+    call = _Call(
+        input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, n_threads
+    )
     loss_rows, _ = call.forward(grad=None, g=call.grad_scale(None))
     return call.reduce(loss_rows)
 
@@ -150,8 +151,9 @@ def cross_entropy_with_grad(
     >>> grad
     array([[ 0.5, -0.5]])
     """
-    call = _Call(input, target, weight, ignore_index, reduction, label_smoothing,
-                 z_loss, softcap, n_threads)
+    call = _Call(
+        input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, n_threads
+    )
     grad = call.grad_buffer(out, inplace)
     loss_rows, lse_rows = call.forward(grad=grad, g=call.grad_scale(grad_output))
     result = (call.reduce(loss_rows), grad.result)
@@ -220,12 +222,15 @@ def cross_entropy_backward(
     grad : ndarray of the input's shape and dtype
         d loss / d input (``out`` or ``input`` when those were given).
     """
-    call = _Call(input, target, weight, ignore_index, reduction, label_smoothing,
-                 z_loss, softcap, n_threads)
+    call = _Call(
+        input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, n_threads
+    )
     lse = np.asarray(lse)
     if lse.shape != call.loss_shape:
-        raise ValueError(f"lse has shape {lse.shape}, expected {call.loss_shape} "
-                         f"for input of shape {call.input_shape}")
+        raise ValueError(
+            f"lse has shape {lse.shape}, expected {call.loss_shape} "
+            f"for input of shape {call.input_shape}"
+        )
     if lse.dtype.kind not in "fiu":
         raise TypeError(f"lse must be a real array, got dtype {lse.dtype}")
     lse2 = np.asarray(lse, dtype=np.float64).reshape(call.n_outer, call.n_inner)
@@ -250,8 +255,18 @@ class _Grad:
 class _Call:
     """One checked call: the input as rows, the target, weights and options."""
 
-    def __init__(self, input, target, weight, ignore_index, reduction, label_smoothing,
-                 z_loss, softcap, n_threads):
+    def __init__(
+        self,
+        input,
+        target,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        z_loss,
+        softcap,
+        n_threads,
+    ):
         self.n_threads = check_n_threads(n_threads)
         self.raw_input = input
         x = np.asarray(input)
@@ -276,7 +291,7 @@ class _Call:
         v = view3(x, self.shape3)
         self.x3 = v if v is not None else np.ascontiguousarray(x).reshape(self.shape3)
 
-        if reduction not in REDUCTIONS:
+        if not isinstance(reduction, str) or reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
         self.smoothing = _real_in("label_smoothing", label_smoothing, 0.0, 1.0)
@@ -299,8 +314,10 @@ class _Call:
         if w.dtype.kind not in "fiu":
             raise TypeError(f"weight must be a real array, got dtype {w.dtype}")
         if w.shape != (self.n_classes,):
-            raise ValueError(f"weight has shape {w.shape}, expected ({self.n_classes},): "
-                             f"one weight per class of input of shape {self.input_shape}")
+            raise ValueError(
+                f"weight has shape {w.shape}, expected ({self.n_classes},): "
+                f"one weight per class of input of shape {self.input_shape}"
+            )
         self.weight = np.ascontiguousarray(w, dtype=np.float64)
         self.weight_sum = float(self.weight.sum())
 
@@ -308,37 +325,47 @@ class _Call:
         t = np.asarray(target)
         if t.dtype.kind in "iu":
             if t.shape != self.loss_shape:
-                raise ValueError(f"target has shape {t.shape}, expected {self.loss_shape} "
-                                 f"for input of shape {self.input_shape}")
+                raise ValueError(
+                    f"target has shape {t.shape}, expected {self.loss_shape} "
+                    f"for input of shape {self.input_shape}"
+                )
             t = t.astype(t.dtype.newbyteorder("="), copy=False)
             self._check_labels(t)
             self.probs = False
             self.t2 = t.reshape(self.n_outer, self.n_inner)
         elif t.dtype.kind == "f":
             if t.shape != self.input_shape:
-                raise ValueError(f"target of class probabilities has shape {t.shape}, "
-                                 f"expected the input's shape {self.input_shape}")
+                raise ValueError(
+                    f"target of class probabilities has shape {t.shape}, "
+                    f"expected the input's shape {self.input_shape}"
+                )
             if self.ignore_index >= 0:
-                raise ValueError("ignore_index is not supported for class-probability "
-                                 f"targets (got ignore_index={self.ignore_index})")
+                raise ValueError(
+                    "ignore_index is not supported for class-probability "
+                    f"targets (got ignore_index={self.ignore_index})"
+                )
             self.probs = True
             q = as_kernel_input(t.astype(self.dtype, copy=False))
             v = view3(q, self.shape3)
             self.q3 = v if v is not None else np.ascontiguousarray(q).reshape(self.shape3)
         else:
-            raise TypeError("target must hold class indices (an integer dtype) or class "
-                            f"probabilities (a float dtype), got dtype {t.dtype}")
+            raise TypeError(
+                "target must hold class indices (an integer dtype) or class "
+                f"probabilities (a float dtype), got dtype {t.dtype}"
+            )
 
     def _check_labels(self, t):
         """One pass over the labels: range, and what 'mean' divides by."""
         bad, self.n_kept, self.kept_weight = _kernels.check_labels(
-            t.reshape(self.n_outer, self.n_inner), self.n_classes, self.ignore_index,
-            self.weight)
+            t.reshape(self.n_outer, self.n_inner), self.n_classes, self.ignore_index, self.weight
+        )
         if bad >= 0:
             pos = np.unravel_index(bad, t.shape) if t.ndim else ()
             where = f" at position {tuple(int(i) for i in pos)}" if t.ndim else ""
-            raise IndexError(f"target {t[pos]} is out of bounds for {self.n_classes} "
-                             f"classes{where} (ignore_index={self.ignore_index})")
+            raise IndexError(
+                f"target {t[pos]} is out of bounds for {self.n_classes} "
+                f"classes{where} (ignore_index={self.ignore_index})"
+            )
 
     # ------------------------------------------------------------ reductions
 
@@ -352,15 +379,29 @@ class _Call:
         if self.reduction == "none":
             if grad_output is None:
                 return None, 1.0
-            g = np.asarray(grad_output, dtype=np.float64)
+            g = np.asarray(grad_output)
+            if g.dtype.kind not in "fiu":
+                raise TypeError(
+                    f"grad_output must be a real array of the loss's shape, got dtype {g.dtype}"
+                )
             if g.shape != self.loss_shape:
-                raise ValueError(f"grad_output has shape {g.shape}, expected the loss's "
-                                 f"shape {self.loss_shape} for reduction='none'")
+                raise ValueError(
+                    f"grad_output has shape {g.shape}, expected the loss's "
+                    f"shape {self.loss_shape} for reduction='none'"
+                )
+            # Contiguous float64: the kernels read whole elements.
+            g = np.ascontiguousarray(g, dtype=np.float64)
             return g.reshape(self.n_outer, self.n_inner), 0.0
         g = 1.0 if grad_output is None else grad_output
-        if type(g) is not float and np.ndim(g) != 0:
-            raise ValueError(f"grad_output must be a scalar for reduction="
-                             f"'{self.reduction}', got shape {np.shape(g)}")
+        if type(g) is not float:
+            a = np.asarray(g)
+            if a.ndim != 0:
+                raise ValueError(
+                    f"grad_output must be a scalar for reduction="
+                    f"'{self.reduction}', got shape {a.shape}"
+                )
+            if a.dtype.kind not in "fiu":
+                raise TypeError(f"grad_output must be a real number, got {g!r}")
         g = float(g)
         if self.reduction == "mean":
             d = self.denominator()
@@ -388,8 +429,10 @@ class _Call:
         if inplace:
             x = self.raw_input
             if not isinstance(x, np.ndarray) or x.dtype != self.dtype:
-                raise TypeError("inplace=True needs input to be a float32 or float64 "
-                                "numpy.ndarray in native byte order")
+                raise TypeError(
+                    "inplace=True needs input to be a float32 or float64 "
+                    "numpy.ndarray in native byte order"
+                )
             if not x.flags.writeable:
                 raise ValueError("inplace=True needs a writable input; this one is read-only")
             v = view3(x, self.shape3)
@@ -401,17 +444,29 @@ class _Call:
             if not isinstance(out, np.ndarray):
                 raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
             if out.shape != self.input_shape:
-                raise ValueError(f"out has shape {out.shape}, expected the input's shape "
-                                 f"{self.input_shape}")
+                raise ValueError(
+                    f"out has shape {out.shape}, expected the input's shape {self.input_shape}"
+                )
             if out.dtype != self.dtype:
                 raise TypeError(f"out has dtype {out.dtype}, expected {self.dtype}")
             if not out.flags.c_contiguous:
                 raise ValueError("out must be C-contiguous")
             if not out.flags.writeable:
                 raise ValueError("out is read-only")
+            if self._overlaps(out):
+                # Written while the scores or targets are still read: go through a copy.
+                tmp = np.empty(self.shape3, dtype=self.dtype)
+                return _Grad(tmp, out, copy_back=tmp)
             return _Grad(out.reshape(self.shape3), out)
         grad = np.empty(self.input_shape, dtype=self.dtype)
         return _Grad(grad.reshape(self.shape3), grad)
+
+    def _overlaps(self, out):
+        """out shares memory with the scores (other than element for element) or q."""
+        x = self.raw_input
+        if isinstance(x, np.ndarray) and np.may_share_memory(out, x) and not same_layout(out, x):
+            return True
+        return self.probs and np.may_share_memory(out, self.q3)
 
     def _kernel_ignore(self):
         # Outside int64 no label the kernels see can equal it (check_labels
@@ -423,8 +478,12 @@ class _Call:
         return (self.weight, self.weight_sum)
 
     def _options(self):
-        return (self.smoothing, self.z_loss, self.softcap,
-                threads_for(self.n_threads, self.n_rows * self.n_classes))
+        return (
+            self.smoothing,
+            self.z_loss,
+            self.softcap,
+            threads_for(self.n_threads, self.n_rows * self.n_classes),
+        )
 
     def forward(self, grad, g):
         """Run the fused kernel; returns per-row loss and lse (float64)."""
@@ -433,11 +492,21 @@ class _Call:
         if self.n_rows:
             gv = None if grad is None else grad.view
             if self.probs:
-                _kernels.xent_prob(self.x3, self.q3, gv, loss, lse, *g, *self._common(),
-                                   *self._options())
+                _kernels.xent_prob(
+                    self.x3, self.q3, gv, loss, lse, *g, *self._common(), *self._options()
+                )
             else:
-                _kernels.xent_index(self.x3, self.t2, gv, loss, lse, *g, *self._common(),
-                                    self._kernel_ignore(), *self._options())
+                _kernels.xent_index(
+                    self.x3,
+                    self.t2,
+                    gv,
+                    loss,
+                    lse,
+                    *g,
+                    *self._common(),
+                    self._kernel_ignore(),
+                    *self._options(),
+                )
         if grad is not None:
             grad.finish()
         return loss, lse
@@ -445,12 +514,20 @@ class _Call:
     def backward(self, lse2, grad, g):
         if self.n_rows:
             if self.probs:
-                _kernels.xent_prob_grad(self.x3, self.q3, lse2, grad.view, *g,
-                                        *self._common(), *self._options())
+                _kernels.xent_prob_grad(
+                    self.x3, self.q3, lse2, grad.view, *g, *self._common(), *self._options()
+                )
             else:
-                _kernels.xent_index_grad(self.x3, self.t2, lse2, grad.view, *g,
-                                         *self._common(), self._kernel_ignore(),
-                                         *self._options())
+                _kernels.xent_index_grad(
+                    self.x3,
+                    self.t2,
+                    lse2,
+                    grad.view,
+                    *g,
+                    *self._common(),
+                    self._kernel_ignore(),
+                    *self._options(),
+                )
         grad.finish()
 
 

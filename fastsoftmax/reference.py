@@ -216,8 +216,17 @@ def _wrap_angle(x):
     return np.where(np.abs(x) < np.pi, x, wrapped)
 
 
-def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, *, z_loss=0.0, softcap=None):
+def cross_entropy(
+    input,
+    target,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    *,
+    z_loss=0.0,
+    softcap=None,
+):
     """Cross-entropy loss, as ``torch.nn.functional.cross_entropy``, in float64.
 
     Parameters
@@ -288,14 +297,33 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     smoothing reaches it, and NaN (``0 * -inf``) for a probability target that
     is 0 there. Ignored samples always contribute a loss of exactly 0.
     """
-    loss, _, _ = _cross_entropy(input, target, weight, ignore_index, reduction,
-                                label_smoothing, z_loss, softcap, None, False)
+    loss, _, _ = _cross_entropy(
+        input,
+        target,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        z_loss,
+        softcap,
+        None,
+        False,
+    )
     return loss
 
 
-def cross_entropy_with_grad(input, target, weight=None, ignore_index=-100, reduction="mean",
-                            label_smoothing=0.0, *, z_loss=0.0, softcap=None,
-                            grad_output=None):
+def cross_entropy_with_grad(
+    input,
+    target,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    *,
+    z_loss=0.0,
+    softcap=None,
+    grad_output=None,
+):
     """Cross-entropy loss with its gradient with respect to ``input``.
 
     Parameters
@@ -336,12 +364,32 @@ def cross_entropy_with_grad(input, target, weight=None, ignore_index=-100, reduc
         Log-sum-exp of the (softcapped) scores over the class axis for every
         sample, ignored ones included; shape of the 'none' loss.
     """
-    return _cross_entropy(input, target, weight, ignore_index, reduction,
-                          label_smoothing, z_loss, softcap, grad_output, True)
+    return _cross_entropy(
+        input,
+        target,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        z_loss,
+        softcap,
+        grad_output,
+        True,
+    )
 
 
-def _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
-                   z_loss, softcap, grad_output, want_grad):
+def _cross_entropy(
+    input,
+    target,
+    weight,
+    ignore_index,
+    reduction,
+    label_smoothing,
+    z_loss,
+    softcap,
+    grad_output,
+    want_grad,
+):
     """Shared body of `cross_entropy` and `cross_entropy_with_grad`."""
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
@@ -375,13 +423,15 @@ def _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothi
     if target.dtype.kind in "iu":
         probabilities = False
         if target.shape != sample_shape:
-            raise ValueError(f"class-index target must have shape {sample_shape}, "
-                             f"got {target.shape}")
+            raise ValueError(
+                f"class-index target must have shape {sample_shape}, got {target.shape}"
+            )
         ignored = target == ignore_index
         invalid = ~ignored & ((target < 0) | (target >= n_classes))
         if np.any(invalid):
-            raise IndexError(f"target {target[invalid].flat[0]} is out of bounds "
-                             f"for {n_classes} classes")
+            raise IndexError(
+                f"target {target[invalid].flat[0]} is out of bounds for {n_classes} classes"
+            )
         # Ignored positions point at class 0 so that they can be indexed.
         y = np.where(ignored, 0, target).astype(np.intp)
     elif target.dtype.kind == "f":
@@ -390,12 +440,16 @@ def _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothi
             raise ValueError("ignore_index is not supported for probability targets")
         q = np.moveaxis(target.astype(np.float64), class_axis, -1)
         if q.shape != x.shape:
-            raise ValueError(f"probability target must have the input's shape "
-                             f"{np.moveaxis(x, -1, class_axis).shape}, got {target.shape}")
+            raise ValueError(
+                f"probability target must have the input's shape "
+                f"{np.moveaxis(x, -1, class_axis).shape}, got {target.shape}"
+            )
         ignored = np.zeros(sample_shape, dtype=bool)
     else:
-        raise TypeError(f"target must hold integer class indices or float "
-                        f"probabilities, got dtype {target.dtype}")
+        raise TypeError(
+            f"target must hold integer class indices or float "
+            f"probabilities, got dtype {target.dtype}"
+        )
 
     if softcap is not None:
         tanh_x = np.tanh(x / softcap)
@@ -447,13 +501,15 @@ def _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothi
     if reduction == "none":
         g = np.ones(sample_shape) if grad_output is None else np.asarray(grad_output, np.float64)
         if g.shape != sample_shape:
-            raise ValueError(f"grad_output must have the loss's shape {sample_shape}, "
-                             f"got {g.shape}")
+            raise ValueError(
+                f"grad_output must have the loss's shape {sample_shape}, got {g.shape}"
+            )
     else:
         g = np.float64(1.0) if grad_output is None else np.asarray(grad_output, np.float64)
         if g.shape != ():
-            raise ValueError(f"grad_output must be a scalar for reduction "
-                             f"{reduction!r}, got shape {g.shape}")
+            raise ValueError(
+                f"grad_output must be a scalar for reduction {reduction!r}, got shape {g.shape}"
+            )
         if reduction == "mean":
             g = g / denominator if denominator != 0 else np.float64(np.nan)
         g = np.broadcast_to(g, sample_shape)

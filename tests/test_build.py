@@ -71,9 +71,16 @@ def test_default_threads_follows_omp_num_threads():
     root = os.path.dirname(os.path.dirname(os.path.abspath(fastsoftmax.__file__)))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=root)
     out = subprocess.run(
-        [sys.executable, "-c",
-         "import fastsoftmax; print(fastsoftmax.build_info()['default_threads'])"],
-        env=env, capture_output=True, text=True, check=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "import fastsoftmax; print(fastsoftmax.build_info()['default_threads'])",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
         cwd=root,  # the child imports the package under test, not a checkout's source
     )
     assert out.stdout.strip() == "1"

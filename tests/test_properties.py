@@ -36,8 +36,9 @@ SHAPES = shapes()
 
 
 def finite_elements(dtype, bound=1e3):
-    return st.floats(-bound, bound, width=np.finfo(dtype).bits, allow_nan=False,
-                     allow_infinity=False)
+    return st.floats(
+        -bound, bound, width=np.finfo(dtype).bits, allow_nan=False, allow_infinity=False
+    )
 
 
 @st.composite
@@ -49,11 +50,13 @@ def arrays_and_axes(draw, elements=None):
         elements = finite_elements(dtype)
     x = draw(hnp.arrays(dtype, shape, elements=elements))
     ndim = len(shape)
-    axis = draw(st.one_of(
-        st.none(),
-        st.integers(-ndim, ndim - 1),
-        hnp.valid_tuple_axes(ndim, min_size=1),
-    ))
+    axis = draw(
+        st.one_of(
+            st.none(),
+            st.integers(-ndim, ndim - 1),
+            hnp.valid_tuple_axes(ndim, min_size=1),
+        )
+    )
     return x, axis
 
 
@@ -81,8 +84,9 @@ def exact_shift_cases(draw):
     k = draw(hnp.arrays(np.int32, shape, elements=st.integers(-(2**17), 2**17)))
     c = draw(st.integers(-(2**17), 2**17))
     ndim = len(shape)
-    axis = draw(st.one_of(st.none(), st.integers(-ndim, ndim - 1),
-                          hnp.valid_tuple_axes(ndim, min_size=1)))
+    axis = draw(
+        st.one_of(st.none(), st.integers(-ndim, ndim - 1), hnp.valid_tuple_axes(ndim, min_size=1))
+    )
     x = k.astype(dtype) / dtype(256)
     y = (k + c).astype(dtype) / dtype(256)
     return x, y, dtype(c / 256), axis
@@ -93,9 +97,12 @@ def exact_shift_cases(draw):
 def test_softmax_shift_invariant(case):
     x, y, c, axis = case
     eps = float(np.finfo(x.dtype).eps)
-    np.testing.assert_allclose(fastsoftmax.softmax(y, axis=axis),
-                               fastsoftmax.softmax(x, axis=axis),
-                               rtol=4 * eps, atol=float(np.finfo(x.dtype).tiny))
+    np.testing.assert_allclose(
+        fastsoftmax.softmax(y, axis=axis),
+        fastsoftmax.softmax(x, axis=axis),
+        rtol=4 * eps,
+        atol=float(np.finfo(x.dtype).tiny),
+    )
 
 
 @SETTINGS
@@ -103,10 +110,12 @@ def test_softmax_shift_invariant(case):
 def test_log_softmax_shift_invariant(case):
     x, y, c, axis = case
     n = reduced_size(x.shape, axis)
-    np.testing.assert_allclose(fastsoftmax.log_softmax(y, axis=axis),
-                               fastsoftmax.log_softmax(x, axis=axis),
-                               rtol=4 * float(np.finfo(x.dtype).eps),
-                               atol=log_atol(x.dtype, n))
+    np.testing.assert_allclose(
+        fastsoftmax.log_softmax(y, axis=axis),
+        fastsoftmax.log_softmax(x, axis=axis),
+        rtol=4 * float(np.finfo(x.dtype).eps),
+        atol=log_atol(x.dtype, n),
+    )
 
 
 @SETTINGS
@@ -118,8 +127,9 @@ def test_logsumexp_shift_equivariant(case):
     expected = fastsoftmax.logsumexp(x, axis=axis).astype(np.float64) + float(c)
     # The result is rounded at the magnitude of max(|x|, |x + c|) (up to 1e3).
     eps = float(np.finfo(x.dtype).eps)
-    np.testing.assert_allclose(shifted, expected, rtol=4 * eps,
-                               atol=log_atol(x.dtype, n, scale=2 * 1024))
+    np.testing.assert_allclose(
+        shifted, expected, rtol=4 * eps, atol=log_atol(x.dtype, n, scale=2 * 1024)
+    )
 
 
 @SETTINGS
@@ -147,8 +157,9 @@ def test_log_softmax_is_log_of_softmax(case):
     normal = s > np.finfo(x.dtype).tiny
     n = reduced_size(x.shape, axis)
     eps = float(np.finfo(x.dtype).eps)
-    np.testing.assert_allclose(ls[normal], np.log(s[normal].astype(np.float64)),
-                               rtol=8 * eps, atol=log_atol(x.dtype, n))
+    np.testing.assert_allclose(
+        ls[normal], np.log(s[normal].astype(np.float64)), rtol=8 * eps, atol=log_atol(x.dtype, n)
+    )
 
 
 @SETTINGS
@@ -162,8 +173,7 @@ def test_logsumexp_matches_float64_reference(case):
     n = reduced_size(x.shape, axis)
     # float32: the result is rounded to float32 (rtol) and x - max is rounded
     # before exp (about eps per term, absolute in the log).
-    np.testing.assert_allclose(got, expected, rtol=RTOL[x.dtype.type],
-                               atol=log_atol(x.dtype, n))
+    np.testing.assert_allclose(got, expected, rtol=RTOL[x.dtype.type], atol=log_atol(x.dtype, n))
 
 
 @SETTINGS

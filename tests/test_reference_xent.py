@@ -79,8 +79,17 @@ def _grad_output(rng, reduction, shape):
     return 0.75
 
 
-def _torch_oracle(x, target, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, z_loss=0.0, softcap=None, grad_output=None):
+def _torch_oracle(
+    x,
+    target,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    grad_output=None,
+):
     """Loss, gradient and lse from torch autograd in float64.
 
     Without z_loss and softcap this is F.cross_entropy itself; with them it
@@ -100,11 +109,23 @@ def _torch_oracle(x, target, weight=None, ignore_index=-100, reduction="mean",
     xs = softcap * torch.tanh(xt / softcap) if softcap is not None else xt
     lse = torch.logsumexp(xs, dim=class_dim)
     if z_loss == 0 and softcap is None:
-        loss = F.cross_entropy(xt, tt, weight=wt, ignore_index=ignore_index,
-                               reduction=reduction, label_smoothing=label_smoothing)
+        loss = F.cross_entropy(
+            xt,
+            tt,
+            weight=wt,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            label_smoothing=label_smoothing,
+        )
     else:
-        loss_n = F.cross_entropy(xs, tt, weight=wt, ignore_index=ignore_index,
-                                 reduction="none", label_smoothing=label_smoothing)
+        loss_n = F.cross_entropy(
+            xs,
+            tt,
+            weight=wt,
+            ignore_index=ignore_index,
+            reduction="none",
+            label_smoothing=label_smoothing,
+        )
         if probabilities:
             kept = torch.ones_like(lse, dtype=torch.bool)
             denominator = xt.numel() / xt.shape[class_dim]
@@ -173,9 +194,15 @@ def test_index_targets_match_torch(shape, reduction, weighted, label_smoothing, 
         # Outside the class range, present in the target.
         ignore_index = occurring = 255 if dtype is np.uint8 else -1
     target = _index_target(rng, shape, dtype, occurring)
-    _check_against_torch(x, target, weight=weight, ignore_index=ignore_index,
-                         reduction=reduction, label_smoothing=label_smoothing,
-                         grad_output=_grad_output(rng, reduction, shape))
+    _check_against_torch(
+        x,
+        target,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        grad_output=_grad_output(rng, reduction, shape),
+    )
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -183,17 +210,21 @@ def test_index_targets_match_torch(shape, reduction, weighted, label_smoothing, 
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("normalised", [True, False])
-def test_probability_targets_match_torch(shape, reduction, weighted, label_smoothing,
-                                         normalised):
+def test_probability_targets_match_torch(shape, reduction, weighted, label_smoothing, normalised):
     rng = _rng("prob", shape, reduction, weighted, label_smoothing, normalised)
     n_classes = shape[_class_axis(shape)]
     x = _scores(rng, shape)
     weight = rng.uniform(0.2, 3.0, size=n_classes) if weighted else None
     # torch does not require the target rows to sum to 1.
     target = _probabilities(rng, shape) if normalised else rng.uniform(0, 1, size=shape)
-    _check_against_torch(x, target, weight=weight, reduction=reduction,
-                         label_smoothing=label_smoothing,
-                         grad_output=_grad_output(rng, reduction, shape))
+    _check_against_torch(
+        x,
+        target,
+        weight=weight,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        grad_output=_grad_output(rng, reduction, shape),
+    )
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -207,14 +238,19 @@ def test_float32_probability_target_matches_torch(reduction):
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("z_loss, softcap", [(1e-2, None), (0.0, 3.0), (0.5, 1.5)])
-@pytest.mark.parametrize("targets", ["index", "index_weight_smooth_ignore", "prob",
-                                     "prob_weight_smooth"])
+@pytest.mark.parametrize(
+    "targets", ["index", "index_weight_smooth_ignore", "prob", "prob_weight_smooth"]
+)
 def test_z_loss_and_softcap_match_torch(shape, reduction, z_loss, softcap, targets):
     rng = _rng("ext", shape, reduction, z_loss, softcap, targets)
     n_classes = shape[_class_axis(shape)]
     x = _scores(rng, shape)
-    kwargs = dict(reduction=reduction, z_loss=z_loss, softcap=softcap,
-                  grad_output=_grad_output(rng, reduction, shape))
+    kwargs = dict(
+        reduction=reduction,
+        z_loss=z_loss,
+        softcap=softcap,
+        grad_output=_grad_output(rng, reduction, shape),
+    )
     if "weight" in targets:
         kwargs.update(weight=rng.uniform(0.2, 3.0, size=n_classes), label_smoothing=0.1)
     if targets.startswith("index"):
@@ -238,15 +274,17 @@ def test_default_grad_output_matches_torch(reduction):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 def test_masked_scores_match_torch(reduction, label_smoothing):
-    x = np.array([[0.3, -np.inf, 1.2, -np.inf],
-                  [-np.inf, 2.0, -0.5, 0.1],
-                  [1.0, 0.0, -np.inf, -np.inf]])
+    x = np.array(
+        [[0.3, -np.inf, 1.2, -np.inf], [-np.inf, 2.0, -0.5, 0.1], [1.0, 0.0, -np.inf, -np.inf]]
+    )
     target = np.array([2, 1, 0])
     weight = np.array([0.5, 2.0, 1.0, 1.5])
-    _check_against_torch(x, target, weight=weight, reduction=reduction,
-                         label_smoothing=label_smoothing)
-    loss, grad, _ = cross_entropy_with_grad(x, target, reduction=reduction,
-                                            label_smoothing=label_smoothing)
+    _check_against_torch(
+        x, target, weight=weight, reduction=reduction, label_smoothing=label_smoothing
+    )
+    loss, grad, _ = cross_entropy_with_grad(
+        x, target, reduction=reduction, label_smoothing=label_smoothing
+    )
     assert np.all(np.isfinite(grad))
     # A masked class has probability 0; only smoothing's share of the target
     # reaches it (-eps / C per sample).
@@ -271,11 +309,14 @@ def test_infinitely_wrong_target_matches_torch(reduction):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_non_finite_row_matches_torch(reduction, bad):
-    x = np.array([[0.3, 0.1, 1.2], [0.0, bad, 2.0], [-np.inf, -np.inf, -np.inf],
-                  [1.0, -1.0, 0.5]])
+    x = np.array([[0.3, 0.1, 1.2], [0.0, bad, 2.0], [-np.inf, -np.inf, -np.inf], [1.0, -1.0, 0.5]])
     target = np.array([1, 0, 2, 0])
-    _check_against_torch(x, target, reduction=reduction, grad_output=(
-        np.arange(1.0, 5.0) if reduction == "none" else None))
+    _check_against_torch(
+        x,
+        target,
+        reduction=reduction,
+        grad_output=(np.arange(1.0, 5.0) if reduction == "none" else None),
+    )
     loss, grad, _ = cross_entropy_with_grad(x, target, reduction="none")
     np.testing.assert_array_equal(np.isnan(loss), [False, True, True, False])
     assert np.all(np.isnan(grad[1:3])) and np.all(np.isfinite(grad[[0, 3]]))
@@ -301,10 +342,19 @@ def test_all_ignored_mean_matches_torch(weighted, label_smoothing, z_loss):
     x = _scores(rng, (3, 4, 2))
     target = np.full((3, 2), 1)
     weight = rng.uniform(0.5, 2.0, size=4) if weighted else None
-    _check_against_torch(x, target, weight=weight, ignore_index=1, reduction="mean",
-                         label_smoothing=label_smoothing, z_loss=z_loss, grad_output=2.0)
-    loss, grad, _ = cross_entropy_with_grad(x, target, weight=weight, ignore_index=1,
-                                            label_smoothing=label_smoothing, z_loss=z_loss)
+    _check_against_torch(
+        x,
+        target,
+        weight=weight,
+        ignore_index=1,
+        reduction="mean",
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        grad_output=2.0,
+    )
+    loss, grad, _ = cross_entropy_with_grad(
+        x, target, weight=weight, ignore_index=1, label_smoothing=label_smoothing, z_loss=z_loss
+    )
     assert np.isnan(loss)
     np.testing.assert_array_equal(grad, 0.0)
 
@@ -327,13 +377,22 @@ def test_ignored_non_finite_row(reduction, label_smoothing):
     multiplies the zero upstream gradient by exp(NaN)); every other sample
     must match torch.
     """
-    x = np.array([[0.3, 0.1, 1.2], [np.nan, 0.0, 1.0], [-np.inf, -np.inf, -np.inf],
-                  [0.0, np.inf, 1.0], [1.0, -1.0, 0.5]])
+    x = np.array(
+        [
+            [0.3, 0.1, 1.2],
+            [np.nan, 0.0, 1.0],
+            [-np.inf, -np.inf, -np.inf],
+            [0.0, np.inf, 1.0],
+            [1.0, -1.0, 0.5],
+        ]
+    )
     target = np.array([1, -100, -100, -100, 0])
-    loss, grad, lse = cross_entropy_with_grad(x, target, reduction=reduction,
-                                              label_smoothing=label_smoothing)
-    t_loss, t_grad, t_lse = _torch_oracle(x, target, reduction=reduction,
-                                          label_smoothing=label_smoothing)
+    loss, grad, lse = cross_entropy_with_grad(
+        x, target, reduction=reduction, label_smoothing=label_smoothing
+    )
+    t_loss, t_grad, t_lse = _torch_oracle(
+        x, target, reduction=reduction, label_smoothing=label_smoothing
+    )
     np.testing.assert_allclose(loss, t_loss, rtol=RTOL, atol=ATOL)
     assert np.all(np.isfinite(loss))
     np.testing.assert_array_equal(grad[1:4], 0.0)
@@ -350,21 +409,32 @@ FD_FEATURES = {
     "weight": ({"weight": [0.5, 2.0, 1.0, 1.5]}, "index"),
     "ignore_index": ({"ignore_index": 1}, "index"),
     "smoothing": ({"label_smoothing": 0.2}, "index"),
-    "smoothing_weight_ignore": ({"label_smoothing": 0.3, "weight": [0.5, 2.0, 1.0, 1.5],
-                                 "ignore_index": 1}, "index"),
+    "smoothing_weight_ignore": (
+        {"label_smoothing": 0.3, "weight": [0.5, 2.0, 1.0, 1.5], "ignore_index": 1},
+        "index",
+    ),
     "full_smoothing": ({"label_smoothing": 1.0, "weight": [0.5, 2.0, 1.0, 1.5]}, "index"),
     "prob": ({}, "prob"),
     "prob_unnormalised": ({}, "prob_raw"),
-    "prob_smoothing_weight": ({"label_smoothing": 0.2, "weight": [0.5, 2.0, 1.0, 1.5]},
-                              "prob"),
+    "prob_smoothing_weight": ({"label_smoothing": 0.2, "weight": [0.5, 2.0, 1.0, 1.5]}, "prob"),
     "z_loss": ({"z_loss": 0.3}, "index"),
-    "z_loss_weight_ignore": ({"z_loss": 0.3, "weight": [0.5, 2.0, 1.0, 1.5],
-                              "ignore_index": 1}, "index"),
+    "z_loss_weight_ignore": (
+        {"z_loss": 0.3, "weight": [0.5, 2.0, 1.0, 1.5], "ignore_index": 1},
+        "index",
+    ),
     "z_loss_prob": ({"z_loss": 0.3}, "prob"),
     "softcap": ({"softcap": 2.0}, "index"),
     "softcap_prob": ({"softcap": 1.5, "label_smoothing": 0.1}, "prob"),
-    "everything": ({"softcap": 2.5, "z_loss": 0.2, "label_smoothing": 0.15,
-                    "weight": [0.5, 2.0, 1.0, 1.5], "ignore_index": 1}, "index"),
+    "everything": (
+        {
+            "softcap": 2.5,
+            "z_loss": 0.2,
+            "label_smoothing": 0.15,
+            "weight": [0.5, 2.0, 1.0, 1.5],
+            "ignore_index": 1,
+        },
+        "index",
+    ),
 }
 
 FD_SHAPES = [(4,), (3, 4), (2, 4, 3)]
@@ -398,8 +468,9 @@ def test_gradient_matches_finite_differences(feature, reduction, shape):
     else:
         grad_output = -1.3
 
-    _, grad, _ = cross_entropy_with_grad(x, target, reduction=reduction,
-                                         grad_output=grad_output, **kwargs)
+    _, grad, _ = cross_entropy_with_grad(
+        x, target, reduction=reduction, grad_output=grad_output, **kwargs
+    )
     if shape == (4,) and kwargs.get("ignore_index") is not None and reduction == "mean":
         # The only sample is ignored: the loss is NaN and nothing to difference.
         np.testing.assert_array_equal(grad, 0.0)
@@ -411,8 +482,10 @@ def test_gradient_matches_finite_differences(feature, reduction, shape):
         plus, minus = x.copy(), x.copy()
         plus[i] += h
         minus[i] -= h
-        numeric[i] = (_objective(plus, target, kwargs, reduction, grad_output)
-                      - _objective(minus, target, kwargs, reduction, grad_output)) / (2 * h)
+        numeric[i] = (
+            _objective(plus, target, kwargs, reduction, grad_output)
+            - _objective(minus, target, kwargs, reduction, grad_output)
+        ) / (2 * h)
     np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8)
 
 
@@ -422,16 +495,19 @@ def test_finite_differences_with_masked_scores(reduction):
     target = np.array([2, 3])
     weight = [0.5, 2.0, 1.0, 1.5]
     grad_output = np.array([0.7, -1.1]) if reduction == "none" else 1.9
-    _, grad, _ = cross_entropy_with_grad(x, target, weight=weight, reduction=reduction,
-                                         z_loss=0.1, grad_output=grad_output)
+    _, grad, _ = cross_entropy_with_grad(
+        x, target, weight=weight, reduction=reduction, z_loss=0.1, grad_output=grad_output
+    )
     h = 1e-6
     for i in zip(*np.nonzero(np.isfinite(x))):
         plus, minus = x.copy(), x.copy()
         plus[i] += h
         minus[i] -= h
         kwargs = {"weight": weight, "z_loss": 0.1}
-        numeric = (_objective(plus, target, kwargs, reduction, grad_output)
-                   - _objective(minus, target, kwargs, reduction, grad_output)) / (2 * h)
+        numeric = (
+            _objective(plus, target, kwargs, reduction, grad_output)
+            - _objective(minus, target, kwargs, reduction, grad_output)
+        ) / (2 * h)
         np.testing.assert_allclose(grad[i], numeric, rtol=1e-6, atol=1e-8)
     np.testing.assert_array_equal(grad[np.isneginf(x)], 0.0)
 
@@ -512,8 +588,7 @@ def test_exact_probability_target():
     assert loss == pytest.approx(LOG2, rel=1e-15)
     np.testing.assert_allclose(grad, [-0.25, 0.25], rtol=1e-15)
     # The mean divides by the number of samples, not by the weights.
-    loss = cross_entropy(np.zeros((2, 2)), np.array([[0.3, 0.7], [1.0, 0.0]]),
-                         weight=[2.0, 1.0])
+    loss = cross_entropy(np.zeros((2, 2)), np.array([[0.3, 0.7], [1.0, 0.0]]), weight=[2.0, 1.0])
     assert loss == pytest.approx((1.3 * LOG2 + 2 * LOG2) / 2, rel=1e-15)
 
 
@@ -533,8 +608,7 @@ def test_exact_infinite_rows():
     loss, grad, lse = cross_entropy_with_grad(np.array([0.0, np.inf, 1.0]), np.int64(0))
     assert np.isnan(loss) and np.all(np.isnan(grad)) and lse == np.inf
     # Softcapping bounds the scores, so both become finite.
-    loss, grad, lse = cross_entropy_with_grad(np.array([-np.inf, np.inf]), np.int64(1),
-                                              softcap=1.0)
+    loss, grad, lse = cross_entropy_with_grad(np.array([-np.inf, np.inf]), np.int64(1), softcap=1.0)
     assert loss == pytest.approx(math.log1p(math.exp(-2.0)), rel=1e-15)
     np.testing.assert_array_equal(grad, [0.0, 0.0])
 
@@ -571,21 +645,35 @@ def test_probability_target_rejects_ignore_index(ignore_index):
     assert cross_entropy(x, target, ignore_index=-1) == pytest.approx(math.log(3), rel=1e-15)
 
 
-@pytest.mark.parametrize("call, error", [
-    (lambda: cross_entropy(np.zeros((2, 3)), np.array([0, 3])), IndexError),
-    (lambda: cross_entropy(np.zeros((2, 3)), np.array([0, -1])), IndexError),
-    (lambda: cross_entropy(np.zeros((2, 3)), np.array([0, 1, 2])), ValueError),
-    (lambda: cross_entropy(np.zeros((2, 3)), np.zeros((2, 2))), ValueError),
-    (lambda: cross_entropy(np.zeros((2, 3)), np.array([True, False])), TypeError),
-    (lambda: cross_entropy(np.zeros((2, 3)), np.array([0, 1]), weight=np.ones(2)), ValueError),
-    (lambda: cross_entropy(np.zeros((2, 3)), np.array([0, 1]), reduction="avg"), ValueError),
-    (lambda: cross_entropy(np.zeros((2, 3)), np.array([0, 1]), label_smoothing=1.5), ValueError),
-    (lambda: cross_entropy(np.zeros((2, 3)), np.array([0, 1]), softcap=0.0), ValueError),
-    (lambda: cross_entropy_with_grad(np.zeros((2, 3)), np.array([0, 1]),
-                                     grad_output=np.ones(2)), ValueError),
-    (lambda: cross_entropy_with_grad(np.zeros((2, 3)), np.array([0, 1]), reduction="none",
-                                     grad_output=1.0), ValueError),
-])
+@pytest.mark.parametrize(
+    "call, error",
+    [
+        (lambda: cross_entropy(np.zeros((2, 3)), np.array([0, 3])), IndexError),
+        (lambda: cross_entropy(np.zeros((2, 3)), np.array([0, -1])), IndexError),
+        (lambda: cross_entropy(np.zeros((2, 3)), np.array([0, 1, 2])), ValueError),
+        (lambda: cross_entropy(np.zeros((2, 3)), np.zeros((2, 2))), ValueError),
+        (lambda: cross_entropy(np.zeros((2, 3)), np.array([True, False])), TypeError),
+        (lambda: cross_entropy(np.zeros((2, 3)), np.array([0, 1]), weight=np.ones(2)), ValueError),
+        (lambda: cross_entropy(np.zeros((2, 3)), np.array([0, 1]), reduction="avg"), ValueError),
+        (
+            lambda: cross_entropy(np.zeros((2, 3)), np.array([0, 1]), label_smoothing=1.5),
+            ValueError,
+        ),
+        (lambda: cross_entropy(np.zeros((2, 3)), np.array([0, 1]), softcap=0.0), ValueError),
+        (
+            lambda: cross_entropy_with_grad(
+                np.zeros((2, 3)), np.array([0, 1]), grad_output=np.ones(2)
+            ),
+            ValueError,
+        ),
+        (
+            lambda: cross_entropy_with_grad(
+                np.zeros((2, 3)), np.array([0, 1]), reduction="none", grad_output=1.0
+            ),
+            ValueError,
+        ),
+    ],
+)
 def test_invalid_arguments(call, error):
     with pytest.raises(error):
         call()

@@ -126,8 +126,12 @@ def assert_same_nonfinite(actual, expected):
         parts = [(np.real(actual), np.real(expected)), (np.imag(actual), np.imag(expected))]
     for a, e in parts:
         np.testing.assert_array_equal(np.isnan(a), np.isnan(e), err_msg="NaN positions differ")
-        np.testing.assert_array_equal(np.isposinf(a), np.isposinf(e), err_msg="+inf positions differ")
-        np.testing.assert_array_equal(np.isneginf(a), np.isneginf(e), err_msg="-inf positions differ")
+        np.testing.assert_array_equal(
+            np.isposinf(a), np.isposinf(e), err_msg="+inf positions differ"
+        )
+        np.testing.assert_array_equal(
+            np.isneginf(a), np.isneginf(e), err_msg="-inf positions differ"
+        )
 
 
 def assert_same_result(actual, expected, rtol, atol):
@@ -288,10 +292,13 @@ def test_big_fortran_and_transposed(name, dtype):
         check_big(name, np.ascontiguousarray(x.T), axis)
 
 
-@pytest.mark.parametrize("module", [
-    pytest.param(scipy.special, id="scipy"),
-    pytest.param(fastsoftmax, id="fastsoftmax"),
-])
+@pytest.mark.parametrize(
+    "module",
+    [
+        pytest.param(scipy.special, id="scipy"),
+        pytest.param(fastsoftmax, id="fastsoftmax"),
+    ],
+)
 @pytest.mark.parametrize("name", FUNCS)
 def test_long_row_float64_accuracy(name, module):
     """Near-equal values over the whole big array: a long sum of equal terms.
@@ -378,17 +385,20 @@ def test_zero_dimensional(name, dtype, axis):
 
 
 @pytest.mark.parametrize("name, dtype", func_dtype_cases(KERNEL_DTYPES + [np.int64, np.float16]))
-@pytest.mark.parametrize("shape, axis", [
-    ((0,), 0),
-    ((0,), -1),
-    ((0, 3), 0),
-    ((0, 3), 1),
-    ((3, 0), 1),
-    ((3, 0), 0),
-    ((2, 0, 4), 1),
-    ((2, 0, 4), 2),
-    ((2, 0, 4), -3),
-])
+@pytest.mark.parametrize(
+    "shape, axis",
+    [
+        ((0,), 0),
+        ((0,), -1),
+        ((0, 3), 0),
+        ((0, 3), 1),
+        ((3, 0), 1),
+        ((3, 0), 0),
+        ((2, 0, 4), 1),
+        ((2, 0, 4), 2),
+        ((2, 0, 4), -3),
+    ],
+)
 def test_empty_with_axis(name, dtype, shape, axis):
     compare(name, np.zeros(shape, dtype=dtype), axis)
 
@@ -402,12 +412,15 @@ def test_empty_without_axis_softmax(name, dtype, shape, axis):
 
 
 @pytest.mark.parametrize("dtype", KERNEL_DTYPES)
-@pytest.mark.parametrize("shape, axis", [
-    ((0,), None),
-    ((0,), (0,)),
-    pytest.param((0, 3), None),
-    pytest.param((0, 3), (0, 1)),
-])
+@pytest.mark.parametrize(
+    "shape, axis",
+    [
+        ((0,), None),
+        ((0,), (0,)),
+        pytest.param((0, 3), None),
+        pytest.param((0, 3), (0, 1)),
+    ],
+)
 def test_empty_without_axis_logsumexp(dtype, shape, axis):
     compare("logsumexp", np.zeros(shape, dtype=dtype), axis)
 
@@ -510,11 +523,14 @@ def test_logsumexp_b_broadcasting(dtype, return_sign):
             compare("logsumexp", a, axis, b=b, return_sign=return_sign, keepdims=True)
 
 
-@pytest.mark.parametrize("b", [
-    pytest.param(2, id="int"),
-    pytest.param(0.5, id="float"),
-    pytest.param(1.5 + 0j, id="complex"),
-])
+@pytest.mark.parametrize(
+    "b",
+    [
+        pytest.param(2, id="int"),
+        pytest.param(0.5, id="float"),
+        pytest.param(1.5 + 0j, id="complex"),
+    ],
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_logsumexp_python_scalar_b(dtype, b):
     # A Python scalar does not decide the precision (NumPy 2 promotion).
@@ -526,8 +542,10 @@ def test_logsumexp_python_scalar_b(dtype, b):
 @pytest.mark.parametrize("dtype", KERNEL_DTYPES)
 def test_logsumexp_b_zeros_mask_nonfinite(dtype):
     """A zero weight removes its term, even an infinite or NaN one."""
-    a = np.array([[np.inf, 1.0, 2.0], [np.nan, 0.0, 1.0], [-np.inf, np.inf, 3.0],
-                  [np.nan, np.inf, -np.inf]], dtype=dtype)
+    a = np.array(
+        [[np.inf, 1.0, 2.0], [np.nan, 0.0, 1.0], [-np.inf, np.inf, 3.0], [np.nan, np.inf, -np.inf]],
+        dtype=dtype,
+    )
     b = np.array([[0, 1, 1], [0, 1, 1], [1, 0, 1], [0, 0, 1]], dtype=dtype)
     got = compare("logsumexp", a, 1, b=b)
     assert np.isfinite(got[:3]).all()
@@ -537,10 +555,10 @@ def test_logsumexp_b_zeros_mask_nonfinite(dtype):
 
 @pytest.mark.parametrize("dtype", KERNEL_DTYPES)
 def test_logsumexp_negative_b(dtype):
-    a = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [5.0, 5.0, -1.0], [1.0, 1.0, 1.0]],
-                 dtype=dtype)
-    b = np.array([[1.0, -1.0, 1.0], [1.0, -1.0, -1.0], [1.0, -1.0, 0.0], [1.0, -1.0, 0.0]],
-                 dtype=dtype)
+    a = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [5.0, 5.0, -1.0], [1.0, 1.0, 1.0]], dtype=dtype)
+    b = np.array(
+        [[1.0, -1.0, 1.0], [1.0, -1.0, -1.0], [1.0, -1.0, 0.0], [1.0, -1.0, 0.0]], dtype=dtype
+    )
     res, sgn = compare("logsumexp", a, 1, b=b, return_sign=True)
     np.testing.assert_array_equal(sgn, [1, -1, 0, 0])
     assert res[1] == pytest.approx(0.0, abs=1e-6)  # |1 - 2| = 1
@@ -582,20 +600,25 @@ def test_logsumexp_tiny_result_keeps_relative_precision(dtype, rel):
     # Several maximal terms: log(2) + log1p(exp(-50) / 2).
     x = np.array([0.0, 0.0, -50.0], dtype=dtype)
     assert float(fastsoftmax.logsumexp(x)) == pytest.approx(
-        math.log(2) + math.log1p(math.exp(-50.0) / 2), rel=rel, abs=0)
+        math.log(2) + math.log1p(math.exp(-50.0) / 2), rel=rel, abs=0
+    )
 
 
 @pytest.mark.parametrize("dtype", KERNEL_DTYPES)
-@pytest.mark.parametrize("shape, axis, keepdims", [
-    ((0, 3), 0, False),
-    ((0, 3), 0, True),
-    ((3, 0), 1, False),
-    ((3, 0), -1, True),
-    ((2, 0, 4), 1, True),
-])
+@pytest.mark.parametrize(
+    "shape, axis, keepdims",
+    [
+        ((0, 3), 0, False),
+        ((0, 3), 0, True),
+        ((3, 0), 1, False),
+        ((3, 0), -1, True),
+        ((2, 0, 4), 1, True),
+    ],
+)
 def test_logsumexp_empty_return_sign(dtype, shape, axis, keepdims):
-    res, sgn = compare("logsumexp", np.zeros(shape, dtype), axis, keepdims=keepdims,
-                       return_sign=True)
+    res, sgn = compare(
+        "logsumexp", np.zeros(shape, dtype), axis, keepdims=keepdims, return_sign=True
+    )
     assert np.all(res == -np.inf)  # the sign is scipy's: sign(-inf) = -1
 
 
@@ -652,8 +675,11 @@ def test_b_broadcasting_a_up(dtype):
 
 @pytest.mark.parametrize("name", FUNCS)
 def test_non_numeric_input_raises_like_scipy(name):
-    for x in [np.array(["a", "b"]), np.array([object(), object()], dtype=object),
-              np.array([1.0, 2.0], dtype=object)]:
+    for x in [
+        np.array(["a", "b"]),
+        np.array([object(), object()], dtype=object),
+        np.array([1.0, 2.0], dtype=object),
+    ]:
         compare(name, x, None)
 
 

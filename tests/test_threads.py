@@ -72,19 +72,23 @@ def test_non_positive_n_threads_is_value_error(name, n_threads):
         call(name, np.ones((2, 3)), 1, n_threads)
 
 
-@pytest.mark.parametrize("n_threads", [1.5, 2.0, "2", True, False, np.float64(2), [2], 1j],
-                         ids=repr)
+@pytest.mark.parametrize(
+    "n_threads", [1.5, 2.0, "2", True, False, np.float64(2), [2], 1j], ids=repr
+)
 @pytest.mark.parametrize("name", FUNCS)
 def test_non_integer_n_threads_is_type_error(name, n_threads):
     with pytest.raises(TypeError):
         call(name, np.ones((2, 3)), 1, n_threads)
 
 
-@pytest.mark.parametrize("x", [
-    pytest.param(np.ones((2, 3), dtype=np.int64), id="int64"),
-    pytest.param(np.ones((0, 3)), id="empty"),
-    pytest.param(np.float64(1.0), id="scalar"),
-])
+@pytest.mark.parametrize(
+    "x",
+    [
+        pytest.param(np.ones((2, 3), dtype=np.int64), id="int64"),
+        pytest.param(np.ones((0, 3)), id="empty"),
+        pytest.param(np.float64(1.0), id="scalar"),
+    ],
+)
 @pytest.mark.parametrize("name", FUNCS)
 def test_n_threads_checked_on_every_path(name, x):
     """The fallback paths validate n_threads too."""

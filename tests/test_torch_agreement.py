@@ -23,15 +23,17 @@ FEATURES = {
 }
 
 
-def torch_loss_and_grad(x, target, weight, ignore_index, reduction, label_smoothing,
-                        z_loss, softcap, grad_output):
+def torch_loss_and_grad(
+    x, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, grad_output
+):
     """torch's cross_entropy, extended with z_loss and softcap, and its autograd gradient."""
     xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
     tt = torch.tensor(target if target.dtype.kind == "f" else target.astype(np.int64))
     wt = None if weight is None else torch.tensor(weight)
     z = softcap * torch.tanh(xt / softcap) if softcap else xt
-    per = F.cross_entropy(z, tt, wt, ignore_index=ignore_index, reduction="none",
-                          label_smoothing=label_smoothing)
+    per = F.cross_entropy(
+        z, tt, wt, ignore_index=ignore_index, reduction="none", label_smoothing=label_smoothing
+    )
     if target.dtype.kind == "f":
         kept = torch.ones(per.shape, dtype=torch.float64)
         denom = float(per.numel())
@@ -85,21 +87,34 @@ def test_agrees_with_torch(name, reduction, dtype):
     rng = np.random.default_rng(len(name))
     x, target, weight, ignore_index, sample_shape = make(feature, rng, dtype)
     g = rng.standard_normal(sample_shape) if reduction == "none" else 0.7
-    kw = dict(label_smoothing=feature.get("label_smoothing", 0.0),
-              z_loss=feature.get("z_loss", 0.0), softcap=feature.get("softcap"))
-    loss, grad = fs.cross_entropy_with_grad(x, target, weight, ignore_index, reduction,
-                                            grad_output=g, **kw)
-    ref_loss, ref_grad = torch_loss_and_grad(x.astype(np.float64), target, weight,
-                                             ignore_index, reduction, kw["label_smoothing"],
-                                             kw["z_loss"], kw["softcap"], g)
+    kw = dict(
+        label_smoothing=feature.get("label_smoothing", 0.0),
+        z_loss=feature.get("z_loss", 0.0),
+        softcap=feature.get("softcap"),
+    )
+    loss, grad = fs.cross_entropy_with_grad(
+        x, target, weight, ignore_index, reduction, grad_output=g, **kw
+    )
+    ref_loss, ref_grad = torch_loss_and_grad(
+        x.astype(np.float64),
+        target,
+        weight,
+        ignore_index,
+        reduction,
+        kw["label_smoothing"],
+        kw["z_loss"],
+        kw["softcap"],
+        g,
+    )
     loss_tol, grad_tol = (1e-6, 1e-5) if dtype == np.float32 else (1e-12, 1e-12)
     assert max_rel(loss, ref_loss) < loss_tol
     assert max_rel(grad, ref_grad) < grad_tol
     if reduction == "mean" and not (kw["z_loss"] or kw["softcap"]):
         # Plain torch, no extension: the library's loss is torch's own.
         t = torch.tensor(target if target.dtype.kind == "f" else target.astype(np.int64))
-        direct = F.cross_entropy(torch.tensor(x), t,
-                                 None if weight is None else torch.tensor(weight, dtype=torch.tensor(x).dtype),
-                                 ignore_index=ignore_index,
-                                 label_smoothing=kw["label_smoothing"])
+        xt = torch.tensor(x)
+        wt = None if weight is None else torch.tensor(weight, dtype=xt.dtype)
+        direct = F.cross_entropy(
+            xt, t, wt, ignore_index=ignore_index, label_smoothing=kw["label_smoothing"]
+        )
         assert max_rel(loss, direct.numpy()) < loss_tol * 10

@@ -19,8 +19,7 @@ DTYPES = [np.float32, np.float64]
 TOL = {np.float32: (1e-6, 1e-5), np.float64: (1e-12, 1e-12)}
 
 
-def make_case(rng, shape, dtype, target_kind="int64", weighted=False, ignore=False,
-              scale=3.0):
+def make_case(rng, shape, dtype, target_kind="int64", weighted=False, ignore=False, scale=3.0):
     """Scores, target and weight for an input of ``shape`` (class axis 1, or 0 if 1-D)."""
     x = (scale * rng.standard_normal(shape)).astype(dtype)
     n_classes = shape[0] if len(shape) == 1 else shape[1]
@@ -42,8 +41,9 @@ def check_close(actual, expected, dtype, grad=False):
     expected = np.asarray(expected, dtype=np.float64)
     finite = expected[np.isfinite(expected)]
     atol = rtol * (np.max(np.abs(finite)) if finite.size else 0.0) if grad else rtol / 10
-    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), expected, rtol=rtol,
-                               atol=atol, equal_nan=True)
+    np.testing.assert_allclose(
+        np.asarray(actual, dtype=np.float64), expected, rtol=rtol, atol=atol, equal_nan=True
+    )
 
 
 FEATURES = [
@@ -71,8 +71,12 @@ def split(feature):
 @pytest.mark.parametrize(
     "target_kind, feature",
     # ignore_index does not apply to probability targets.
-    [(k, f) for k in ["int64", "int32", "uint8", "prob"] for f in FEATURES
-     if not (k == "prob" and f.get("ignore"))],
+    [
+        (k, f)
+        for k in ["int64", "int32", "uint8", "prob"]
+        for f in FEATURES
+        if not (k == "prob" and f.get("ignore"))
+    ],
     ids=lambda v: v if isinstance(v, str) else "-".join(v) or "plain",
 )
 def test_matches_reference(dtype, shape, target_kind, reduction, feature):
@@ -109,14 +113,19 @@ def test_grad_output(dtype, reduction):
     rng = np.random.default_rng(5)
     x, target, weight = make_case(rng, (8, 6), dtype, weighted=True)
     g = rng.standard_normal(8) if reduction == "none" else 2.5
-    _, grad = fs.cross_entropy_with_grad(x, target, weight, reduction=reduction,
-                                         grad_output=g)
-    _, ref_grad, _ = reference.cross_entropy_with_grad(x, target, weight, reduction=reduction,
-                                                       grad_output=g)
+    _, grad = fs.cross_entropy_with_grad(x, target, weight, reduction=reduction, grad_output=g)
+    _, ref_grad, _ = reference.cross_entropy_with_grad(
+        x, target, weight, reduction=reduction, grad_output=g
+    )
     check_close(grad, ref_grad, dtype, grad=True)
     back = fs.cross_entropy_backward(
-        x, target, fs.cross_entropy_with_grad(x, target, return_lse=True)[2], weight,
-        reduction=reduction, grad_output=g)
+        x,
+        target,
+        fs.cross_entropy_with_grad(x, target, return_lse=True)[2],
+        weight,
+        reduction=reduction,
+        grad_output=g,
+    )
     check_close(back, ref_grad, dtype, grad=True)
 
 
@@ -137,9 +146,12 @@ def test_large_logits_precision(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("feature", FEATURES + [dict(target_kind="prob", label_smoothing=0.1,
-                                                     z_loss=1e-2, softcap=3.0, weighted=True)],
-                         ids=lambda f: "-".join(f) or "plain")
+@pytest.mark.parametrize(
+    "feature",
+    FEATURES
+    + [dict(target_kind="prob", label_smoothing=0.1, z_loss=1e-2, softcap=3.0, weighted=True)],
+    ids=lambda f: "-".join(f) or "plain",
+)
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_finite_differences(dtype, feature, reduction):
     """4th-order central differences of the kernel's own loss, one score at a time."""
@@ -152,13 +164,13 @@ def test_finite_differences(dtype, feature, reduction):
     g = rng.standard_normal((3, 2)) if reduction == "none" else 1.0
 
     def f(z):
-        loss = fs.cross_entropy(z.astype(dtype), target, weight, ignore_index, reduction,
-                                **kwargs)
+        loss = fs.cross_entropy(z.astype(dtype), target, weight, ignore_index, reduction, **kwargs)
         return float(np.sum(np.asarray(loss, dtype=np.float64) * g))
 
     x = x.astype(dtype).astype(np.float64)
-    _, grad = fs.cross_entropy_with_grad(x.astype(dtype), target, weight, ignore_index,
-                                         reduction, grad_output=g, **kwargs)
+    _, grad = fs.cross_entropy_with_grad(
+        x.astype(dtype), target, weight, ignore_index, reduction, grad_output=g, **kwargs
+    )
     h = 1e-3 if dtype == np.float64 else 3e-2
     numeric = np.zeros_like(x)
     for idx in itertools.product(*map(range, x.shape)):
@@ -170,13 +182,15 @@ def test_finite_differences(dtype, feature, reduction):
 
 
 def test_special_values_follow_torch():
-    x = np.array([
-        [1.0, -np.inf, 2.0, 0.5],       # masked class
-        [-np.inf, 1.0, 2.0, 0.5],       # target masked: infinite loss
-        [np.nan, 1.0, 2.0, 0.5],        # NaN row
-        [-np.inf, -np.inf, -np.inf, -np.inf],  # nothing left: NaN
-        [np.inf, 1.0, 2.0, 0.5],        # +inf: log-softmax is NaN
-    ])
+    x = np.array(
+        [
+            [1.0, -np.inf, 2.0, 0.5],  # masked class
+            [-np.inf, 1.0, 2.0, 0.5],  # target masked: infinite loss
+            [np.nan, 1.0, 2.0, 0.5],  # NaN row
+            [-np.inf, -np.inf, -np.inf, -np.inf],  # nothing left: NaN
+            [np.inf, 1.0, 2.0, 0.5],  # +inf: log-softmax is NaN
+        ]
+    )
     target = np.array([0, 0, 1, 2, 1])
     loss, grad = fs.cross_entropy_with_grad(x, target, reduction="none")
     assert np.isfinite(loss[0]) and np.all(np.isfinite(grad[0])) and grad[0, 1] == 0
@@ -202,7 +216,8 @@ def test_zero_total_weight_mean_is_nan():
     target = np.array([0, 0, -100, 0])
     loss, grad = fs.cross_entropy_with_grad(x, target, weight=np.array([0.0, 1.0, 1.0]))
     ref_loss, ref_grad, _ = reference.cross_entropy_with_grad(
-        x, target, weight=np.array([0.0, 1.0, 1.0]))
+        x, target, weight=np.array([0.0, 1.0, 1.0])
+    )
     assert np.isnan(loss) and np.isnan(ref_loss)
     np.testing.assert_array_equal(np.isnan(grad), np.isnan(ref_grad))
     assert np.all(grad[2] == 0)
@@ -244,8 +259,12 @@ def test_inplace_on_strided_and_kdim_input():
 def test_strided_inputs(layout):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((12, 9))
-    x = {"fortran": np.asfortranarray(x), "transposed": x.T.copy().T,
-         "sliced": rng.standard_normal((24, 18))[::2, ::2], "negative": x[::-1, ::-1]}[layout]
+    x = {
+        "fortran": np.asfortranarray(x),
+        "transposed": x.T.copy().T,
+        "sliced": rng.standard_normal((24, 18))[::2, ::2],
+        "negative": x[::-1, ::-1],
+    }[layout]
     target = rng.integers(0, 9, size=12)
     loss, grad = fs.cross_entropy_with_grad(x, target, label_smoothing=0.1)
     ref_loss, ref_grad, _ = reference.cross_entropy_with_grad(x, target, label_smoothing=0.1)
@@ -273,12 +292,16 @@ def test_readonly_and_memmap_inputs(tmp_path):
 @pytest.mark.parametrize("kind", ["index", "prob"])
 def test_threads_give_identical_results(kind, shape):
     rng = np.random.default_rng(7)
-    x, target, weight = make_case(rng, shape, np.float32,
-                                  "prob" if kind == "prob" else "int64", weighted=True,
-                                  ignore=True)
+    x, target, weight = make_case(
+        rng, shape, np.float32, "prob" if kind == "prob" else "int64", weighted=True, ignore=True
+    )
     x[5, 3] = np.nan
-    kw = dict(label_smoothing=0.1, z_loss=1e-3, reduction="none",
-              ignore_index=-100 if kind == "prob" else 3)
+    kw = dict(
+        label_smoothing=0.1,
+        z_loss=1e-3,
+        reduction="none",
+        ignore_index=-100 if kind == "prob" else 3,
+    )
     one = fs.cross_entropy_with_grad(x, target, weight, n_threads=1, **kw)
     two = fs.cross_entropy_with_grad(x, target, weight, n_threads=2, **kw)
     assert np.array_equal(one[0], two[0], equal_nan=True)

@@ -13,8 +13,8 @@
 # stderr, which is kept. The script prints every report and exits non-zero if
 # there is any, or if pytest fails.
 #
-#   --thread      ThreadSanitizer instead of ASan + UBSan; runs only the
-#                 threaded tests unless pytest arguments are given.
+#   --thread      ThreadSanitizer instead of ASan + UBSan, on the threaded
+#                 tests.
 #   --keep-going  let UBSan report every problem instead of stopping the run at
 #                 the first one (the exit status is still non-zero).
 #   --keep        keep the temporary directory (its path is printed).
@@ -22,7 +22,9 @@
 # Environment: CC (default cc), PYTHON (default python3), SANITIZE_CFLAGS
 # (extra flags appended to every compile and link).
 #
-# Default pytest arguments: the whole suite (tests/), slow tests included.
+# Tests: the whole suite (tests/, slow tests included), or with --thread
+# tests/test_concurrency.py and tests/test_threads.py, unless an argument
+# names a test file or directory.
 set -euo pipefail
 
 mode=address
@@ -118,11 +120,16 @@ if ! nm -D "$so" | grep "$marker" > /dev/null; then
 fi
 
 # ------------------------------------------------------------------- run
-if [[ ${#pytest_args[@]} == 0 ]]; then
+# The default tests unless an argument names a test file or directory.
+has_path=0
+for arg in "${pytest_args[@]}"; do
+    [[ $arg != -* && -e "$src/${arg%%::*}" ]] && has_path=1
+done
+if [[ $has_path == 0 ]]; then
     if [[ $mode == thread ]]; then
-        pytest_args=(tests/test_concurrency.py tests/test_threads.py)
+        pytest_args=(tests/test_concurrency.py tests/test_threads.py "${pytest_args[@]}")
     else
-        pytest_args=(tests)
+        pytest_args=(tests "${pytest_args[@]}")
     fi
 fi
 
