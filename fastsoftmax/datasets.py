@@ -55,12 +55,16 @@ LABEL_NAMES = ("label", "labels", "target", "class", "y", "digit", "species")
 class Dataset:
     """A data set split into training and test parts.
 
-    Attributes
+    Parameters
     ----------
     X_train : {ndarray, sparse matrix} of shape (n_train, n_features)
+        Training features.
     X_test : {ndarray, sparse matrix} of shape (n_test, n_features)
+        Test features.
     y_train : ndarray of shape (n_train,)
+        Training labels.
     y_test : ndarray of shape (n_test,)
+        Test labels.
     name : str
         What was loaded, for reports.
     fixed_split : bool
@@ -88,7 +92,7 @@ class Dataset:
 
 
 def load_digits(*, scale=True, dtype=np.float64):
-    """scikit-learn's 8 x 8 handwritten digits (1797 samples, 64 features, 10 classes).
+    """The 8 x 8 handwritten digits of scikit-learn (1797 samples, 64 features, 10 classes).
 
     Parameters
     ----------
@@ -100,6 +104,7 @@ def load_digits(*, scale=True, dtype=np.float64):
     Returns
     -------
     X : ndarray of shape (1797, 64)
+        The 8 x 8 images, one row each.
     y : ndarray of shape (1797,)
         Digits 0 to 9.
     """
@@ -327,6 +332,7 @@ def load_svmlight(path, *, n_features=None, dtype=np.float64):
     Returns
     -------
     X : scipy.sparse.csr_matrix of shape (n_samples, n_features)
+        The features, sparse.
     y : ndarray of shape (n_samples,)
         int64 when every label is an integer, else float64.
     """
@@ -358,6 +364,7 @@ def load_dataset(spec="digits", *, test_size=0.25, random_state=0, target=None):
     Returns
     -------
     dataset : Dataset
+        The training and test parts.
     """
     kind, _, location = spec.partition(":")
     kind = kind.lower()
