@@ -43,7 +43,7 @@ class Inputs:
 
 def copy_floor(inputs):
     """np.copyto of the same bytes into a buffer as cold as the inputs."""
-    outs = [np.empty_like(a) for a in inputs.arrays]
+    outs = [a.copy() for a in inputs.arrays]  # touched: no page faults while timed
     pairs = itertools.cycle(zip(inputs.arrays, outs)).__next__
 
     def run():

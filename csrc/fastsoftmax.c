@@ -30,7 +30,10 @@
 #define FS_EXP fs_exp_f32
 #define FS_EXP_FAST fs_exp_fast_f32
 #define FS_EXP_LO FS_EXP_FAST_LO_F32
-#define FS_ACC float /* in-block sums; blocks are added in double */
+/* In-block sums in double too: a float accumulator loses up to FS_SUM_BLOCK / lanes
+ * ulp, and all of FS_SUM_BLOCK where the loop is not vectorised (an unoptimised
+ * or non-GCC build). The conversion costs little beside the exp. */
+#define FS_ACC double
 #define FS_TANH tanhf
 #include "rows.h"
 #undef FS_T

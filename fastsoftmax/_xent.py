@@ -233,7 +233,8 @@ def cross_entropy_backward(
         )
     if lse.dtype.kind not in "fiu":
         raise TypeError(f"lse must be a real array, got dtype {lse.dtype}")
-    lse2 = np.asarray(lse, dtype=np.float64).reshape(call.n_outer, call.n_inner)
+    # Aligned, contiguous float64: the kernels read whole, aligned elements.
+    lse2 = np.require(lse, np.float64, ["C", "A"]).reshape(call.n_outer, call.n_inner)
     grad = call.grad_buffer(out, inplace)
     call.backward(lse2, grad, call.grad_scale(grad_output))
     return grad.result
@@ -318,7 +319,8 @@ class _Call:
                 f"weight has shape {w.shape}, expected ({self.n_classes},): "
                 f"one weight per class of input of shape {self.input_shape}"
             )
-        self.weight = np.ascontiguousarray(w, dtype=np.float64)
+        # np.ascontiguousarray would keep an unaligned buffer as it is.
+        self.weight = np.require(w, np.float64, ["C", "A"])
         self.weight_sum = float(self.weight.sum())
 
     def _set_target(self, target):
@@ -329,7 +331,7 @@ class _Call:
                     f"target has shape {t.shape}, expected {self.loss_shape} "
                     f"for input of shape {self.input_shape}"
                 )
-            t = t.astype(t.dtype.newbyteorder("="), copy=False)
+            t = np.require(t, t.dtype.newbyteorder("="), ["A"])
             self._check_labels(t)
             self.probs = False
             self.t2 = t.reshape(self.n_outer, self.n_inner)
@@ -389,8 +391,8 @@ class _Call:
                     f"grad_output has shape {g.shape}, expected the loss's "
                     f"shape {self.loss_shape} for reduction='none'"
                 )
-            # Contiguous float64: the kernels read whole elements.
-            g = np.ascontiguousarray(g, dtype=np.float64)
+            # Aligned, contiguous float64: the kernels read whole, aligned elements.
+            g = np.require(g, np.float64, ["C", "A"])
             return g.reshape(self.n_outer, self.n_inner), 0.0
         g = 1.0 if grad_output is None else grad_output
         if type(g) is not float:

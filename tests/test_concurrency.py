@@ -384,4 +384,4 @@ def test_fork_after_parallel_parent(child):
     needs_threads()
     if fs.build_info()["default_threads"] < 2 and child is None:
         pytest.skip("one thread by default: no parallel region in the child")
-    assert run_fork_scenario(parent=2, child=child, timeout=6) == "OK"
+    assert run_fork_scenario(parent=2, child=child) == "OK"
