@@ -4,20 +4,24 @@ Times the fused cross-entropy forward + backward (mean loss and d loss /
 d logits) for each shape, interleaving the implementations call by call on
 cold inputs (fastsoftmax.bench.measure), and writes:
 
-  bench/results.md   a Markdown table: medians in ms and ratios to the copy floor
-  bench/results.png  the same as a bar chart (when matplotlib is installed)
+  bench/results.md   Markdown tables: the fused call's medians in ms and ratios
+                     to the copy floor; softmax and log_softmax (out=) over both
+                     axes; 1 x 10 calls in µs; 1 thread against 2 on hot inputs
+  bench/results.png  the fused table as a bar chart (when matplotlib is installed)
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/report.py [--repeats 21]
 """
 
 import argparse
+import itertools
 import os
 import platform
+import time
 
 import numpy as np
 
 import fastsoftmax
-from fastsoftmax._bench import DEFAULT_SHAPES, measure
+from fastsoftmax._bench import DEFAULT_SHAPES, _rotation, measure
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -51,11 +55,130 @@ def rivals(shape, dtype, n_threads):
     return out
 
 
+def interleaved(impls, arrays, repeats):
+    """Median seconds of each impl(x), called in turn on rotating inputs."""
+    times = {name: [] for name in impls}
+    pairs = itertools.cycle(arrays)
+    for fn in impls.values():
+        fn(*next(pairs))
+    for _ in range(repeats):
+        for name, fn in impls.items():
+            args = next(pairs)
+            t0 = time.perf_counter()
+            fn(*args)
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def softmax_table(dtype, threads, repeats):
+    """softmax and log_softmax with out= over the last axis and axis 0, cold."""
+    lines = [
+        "| N x C | axis | copy floor | softmax | log_softmax | scipy.special.softmax |",
+        "|---|---|---|---|---|---|",
+    ]
+    import scipy.special
+
+    for shape in DEFAULT_SHAPES[:4]:
+        xs = _rotation(shape, dtype, 64 * 2**20)
+        arrays = [(x, x.copy()) for x in xs]
+        for axis in (-1, 0):
+            t = interleaved(
+                {
+                    "copy": lambda x, o: np.copyto(o, x),
+                    "softmax": lambda x, o, a=axis: fastsoftmax.softmax(
+                        x, axis=a, out=o, n_threads=threads
+                    ),
+                    "log_softmax": lambda x, o, a=axis: fastsoftmax.log_softmax(
+                        x, axis=a, out=o, n_threads=threads
+                    ),
+                    "scipy": lambda x, o, a=axis: scipy.special.softmax(x, axis=a),
+                },
+                arrays,
+                repeats,
+            )
+            cells = [f"{1e3 * t[n]:.2f} ms ({t[n] / t['copy']:.2f}x)" for n in t if n != "copy"]
+            lines.append(
+                f"| {shape[0]} x {shape[1]} | {axis} | {1e3 * t['copy']:.2f} ms | "
+                + " | ".join(cells)
+                + " |"
+            )
+            print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
+def small_calls(threads):
+    """Microseconds per call on a 1 x 10 row, hot, median of many."""
+    import scipy.special
+
+    x = np.random.default_rng(0).standard_normal((1, 10)).astype(np.float32)
+    t = np.array([3])
+    calls = {
+        "fastsoftmax.softmax": lambda: fastsoftmax.softmax(x, axis=1),
+        "scipy.special.softmax": lambda: scipy.special.softmax(x, axis=1),
+        "fastsoftmax.cross_entropy": lambda: fastsoftmax.cross_entropy(x, t),
+        "fastsoftmax.cross_entropy_with_grad": lambda: fastsoftmax.cross_entropy_with_grad(x, t),
+    }
+    try:
+        import torch
+        import torch.nn.functional as F
+
+        xt, tt = torch.from_numpy(x), torch.from_numpy(t)
+
+        def torch_step():
+            xg = xt.clone().requires_grad_(True)
+            F.cross_entropy(xg, tt).backward()
+
+        calls["torch cross_entropy + backward"] = torch_step
+    except ImportError:
+        pass
+    lines = ["| 1 x 10 float32 call | µs |", "|---|---|"]
+    for name, fn in calls.items():
+        for _ in range(200):
+            fn()
+        best = []
+        for _ in range(15):
+            t0 = time.perf_counter()
+            for _ in range(200):
+                fn()
+            best.append((time.perf_counter() - t0) / 200)
+        lines.append(f"| {name} | {1e6 * float(np.median(best)):.1f} |")
+        print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
+def thread_scaling(dtype, repeats):
+    """Hot inputs (compute-bound): 1 thread against 2, fused forward + backward with out=."""
+    lines = ["| N x C (hot) | 1 thread | 2 threads | speed-up |", "|---|---|---|---|"]
+    for shape in ((65536, 10), (16384, 100), (2048, 1000), (256, 32000)):
+        x = _rotation(shape, dtype, 0)[0]
+        o = x.copy()
+        target = np.random.default_rng(1).integers(0, shape[1], size=shape[0])
+        t = interleaved(
+            {
+                k: lambda x, o, k=k, t=target: fastsoftmax.cross_entropy_with_grad(
+                    x, t, out=o, n_threads=k
+                )
+                for k in (1, 2)
+            },
+            [(x, o)],
+            repeats,
+        )
+        lines.append(
+            f"| {shape[0]} x {shape[1]} | {1e3 * t[1]:.3f} ms | {1e3 * t[2]:.3f} ms | "
+            f"{t[1] / t[2]:.2f}x |"
+        )
+        print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--fused-only", action="store_true", help="only the fused cross-entropy table and plot"
+    )
     args = parser.parse_args(argv)
     info = fastsoftmax.build_info()
     threads = args.threads or info["default_threads"]
@@ -100,8 +223,16 @@ def main(argv=None):
             f"| {shape[0]} x {shape[1]} | {1e3 * t['copy']:.2f} ms | " + " | ".join(cells) + " |"
         )
     table = "\n".join(lines)
+    sections = [header, table]
+    if not args.fused_only:
+        sections += [
+            "softmax family, out=, cold:\n\n" + softmax_table(args.dtype, threads, args.repeats),
+            "Small calls:\n\n" + small_calls(threads),
+            "Threads, fused forward + backward, out=, hot:\n\n"
+            + thread_scaling(args.dtype, args.repeats),
+        ]
     with open(os.path.join(HERE, "results.md"), "w") as f:
-        f.write(header + "\n\n" + table + "\n")
+        f.write("\n\n".join(sections) + "\n")
     print(header)
     print(table)
     try:

@@ -64,7 +64,11 @@ typedef struct fs_xent_opts {
                                    double *loss, double *lse);                                    \
     void fs_xent_index_rows_##SUF(const fs_xent_opts *o, const T *x, fs_index xrs, fs_index xs,   \
                                   fs_index nr, const int64_t *t, const double *g, T *grad,        \
-                                  fs_index grs, fs_index gs, double *loss, double *lse);
+                                  fs_index grs, fs_index gs, double *loss, double *lse);          \
+    double fs_linear_xent_##SUF(const fs_xent_opts *o, const T *X, fs_index xrs, fs_index d,      \
+                                const int64_t *idx, fs_index n, const int64_t *labels,            \
+                                const double *g, double g_value, const T *W, const T *b, T *gW,   \
+                                T *gb, T *z);
 
 /*
  * fs_softmax:      y = exp(x - max) / sum(exp(x - max)); NaN row if max is not finite.
@@ -83,8 +87,11 @@ typedef struct fs_xent_opts {
  * fs_xent_index_rows: fs_xent_index over nr rows xrs elements apart, with
  *                  labels t[r] (< 0: ignored) and scales g[r]; rows of few
  *                  classes are computed FS_TILE at a time across rows.
+ * fs_linear_xent:  a minibatch of a linear model: scores, loss and gradient of
+ *                  the weights in one read of each row (rows.h says more).
  */
 #define FS_TILE 64
+#define FS_LINEAR_ROWS 4 /* rows fs_linear_xent computes together; z holds as many */
 #define FS_SMALL_C 32
 FS_DECLARE(float, f32)
 FS_DECLARE(double, f64)

@@ -909,6 +909,103 @@ FS_DISPATCH void FS_PUBLIC(xent_index_rows)(const fs_xent_opts *o, const FS_T *x
                                         grad ? grad + r * grs : NULL, gs, lse + r);
 }
 
+/*
+ * One pass of minibatch training for a linear model with few classes. Each
+ * row x of the batch (X[idx[r]], or X[r] when idx is NULL, d features) is
+ * read once, while it sits in cache: scores z = W x + b, the row's loss and
+ * dz = g_r d loss / dz as xent_index (no softcap), then gW += dz x^T and
+ * gb += dz. gW and gb are zeroed first; z is scratch of FS_LINEAR_ROWS *
+ * n_classes elements. The row's label and weight are labels[row] and
+ * g_value * g[row] (g may be NULL). Returns the sum of the rows' losses
+ * times g[row] (1 without g).
+ *
+ * Rows go FS_LINEAR_ROWS at a time and classes two at a time, so that each
+ * load of W or of gW (which need not fit in L1) serves several rows, and
+ * each load of x several classes.
+ */
+FS_DISPATCH double FS_PUBLIC(linear_xent)(const fs_xent_opts *o, const FS_T *X, fs_index xrs,
+                                          fs_index d, const int64_t *idx, fs_index n,
+                                          const int64_t *labels, const double *g, double g_value,
+                                          const FS_T *W, const FS_T *b, FS_T *gW, FS_T *gb, FS_T *z)
+{
+    const fs_index nc = o->n_classes;
+    double total = 0.0;
+    for (fs_index j = 0; j < nc * d; j++)
+        gW[j] = 0;
+    if (gb)
+        for (fs_index c = 0; c < nc; c++)
+            gb[c] = 0;
+    for (fs_index r = 0; r < n; r += FS_LINEAR_ROWS) {
+        const fs_index nr = n - r < FS_LINEAR_ROWS ? n - r : FS_LINEAR_ROWS;
+        fs_index rows[FS_LINEAR_ROWS];
+        for (fs_index j = 0; j < FS_LINEAR_ROWS; j++) /* missing rows repeat the first */
+            rows[j] = j < nr ? (idx ? (fs_index)idx[r + j] : r + j) : rows[0];
+        const FS_T *x0 = X + rows[0] * xrs, *x1 = X + rows[1] * xrs;
+        const FS_T *x2 = X + rows[2] * xrs, *x3 = X + rows[3] * xrs;
+        FS_T *z0 = z, *z1 = z + nc, *z2 = z + 2 * nc, *z3 = z + 3 * nc;
+        fs_index c = 0;
+        for (; c + 2 <= nc; c += 2) {
+            const FS_T *wa = W + c * d, *wb = wa + d;
+            FS_T a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+            FS_SIMD(reduction(+ : a0, a1, a2, a3, b0, b1, b2, b3))
+            for (fs_index k = 0; k < d; k++) {
+                const FS_T u = wa[k], v = wb[k];
+                a0 += u * x0[k], a1 += u * x1[k], a2 += u * x2[k], a3 += u * x3[k];
+                b0 += v * x0[k], b1 += v * x1[k], b2 += v * x2[k], b3 += v * x3[k];
+            }
+            z0[c] = a0, z1[c] = a1, z2[c] = a2, z3[c] = a3;
+            z0[c + 1] = b0, z1[c + 1] = b1, z2[c + 1] = b2, z3[c + 1] = b3;
+        }
+        if (c < nc) {
+            const FS_T *wa = W + c * d;
+            FS_T a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            FS_SIMD(reduction(+ : a0, a1, a2, a3))
+            for (fs_index k = 0; k < d; k++) {
+                const FS_T u = wa[k];
+                a0 += u * x0[k], a1 += u * x1[k], a2 += u * x2[k], a3 += u * x3[k];
+            }
+            z0[c] = a0, z1[c] = a1, z2[c] = a2, z3[c] = a3;
+        }
+        for (fs_index j = 0; j < FS_LINEAR_ROWS; j++) {
+            FS_T *zj = z + j * nc;
+            if (j >= nr) { /* a repeated row adds nothing */
+                for (c = 0; c < nc; c++)
+                    zj[c] = 0;
+                continue;
+            }
+            if (b)
+                for (c = 0; c < nc; c++)
+                    zj[c] += b[c];
+            const double weight = g ? g[rows[j]] : 1.0;
+            double lse;
+            total += weight
+                     * FS_LOCAL(xent_index_fused)(o, zj, 1, labels[rows[j]], g_value * weight, zj,
+                                                  1, &lse, 1);
+            if (gb)
+                for (c = 0; c < nc; c++)
+                    gb[c] += zj[c];
+        }
+        for (c = 0; c + 2 <= nc; c += 2) {
+            const FS_T p0 = z0[c], p1 = z1[c], p2 = z2[c], p3 = z3[c];
+            const FS_T q0 = z0[c + 1], q1 = z1[c + 1], q2 = z2[c + 1], q3 = z3[c + 1];
+            FS_T *ga = gW + c * d, *gb2 = ga + d;
+            FS_SIMD()
+            for (fs_index k = 0; k < d; k++) {
+                ga[k] += p0 * x0[k] + p1 * x1[k] + p2 * x2[k] + p3 * x3[k];
+                gb2[k] += q0 * x0[k] + q1 * x1[k] + q2 * x2[k] + q3 * x3[k];
+            }
+        }
+        if (c < nc) {
+            const FS_T p0 = z0[c], p1 = z1[c], p2 = z2[c], p3 = z3[c];
+            FS_T *ga = gW + c * d;
+            FS_SIMD()
+            for (fs_index k = 0; k < d; k++)
+                ga[k] += p0 * x0[k] + p1 * x1[k] + p2 * x2[k] + p3 * x3[k];
+        }
+    }
+    return total;
+}
+
 #undef FS_CAT2
 #undef FS_CAT
 #undef FS_PUBLIC

@@ -2,6 +2,7 @@ from libc.stdint cimport int64_t
 
 cdef extern from "fastsoftmax.h" nogil:
     ctypedef Py_ssize_t fs_index
+    enum: FS_LINEAR_ROWS
 
     ctypedef struct fs_xent_opts:
         fs_index n_classes
@@ -64,6 +65,15 @@ cdef extern from "fastsoftmax.h" nogil:
                              fs_index n, double *y, fs_index yrs, fs_index ys, int op) noexcept
     enum: FS_TILE
     enum: FS_SMALL_C
+
+    double fs_linear_xent_f32(const fs_xent_opts *o, const float *X, fs_index xrs, fs_index d,
+                              const int64_t *idx, fs_index n, const int64_t *labels,
+                              const double *g, double g_value, const float *W, const float *b,
+                              float *gW, float *gb, float *z) noexcept
+    double fs_linear_xent_f64(const fs_xent_opts *o, const double *X, fs_index xrs, fs_index d,
+                              const int64_t *idx, fs_index n, const int64_t *labels,
+                              const double *g, double g_value, const double *W,
+                              const double *b, double *gW, double *gb, double *z) noexcept
 
     const char *fs_compiler() noexcept
     const char *fs_simd() noexcept

@@ -89,3 +89,19 @@ def xent_prob_grad(
     softcap: float,
     n_threads: int,
 ) -> None: ...
+def linear_xent(
+    X: npt.NDArray[_F],
+    idx: npt.NDArray[np.int64] | None,
+    labels: npt.NDArray[np.int64],
+    g: _Float64 | None,
+    g_value: float,
+    W: npt.NDArray[_F],
+    b: npt.NDArray[_F] | None,
+    gW_parts: npt.NDArray[_F],
+    gb_parts: npt.NDArray[_F] | None,
+    z_parts: npt.NDArray[_F],
+    totals: _Float64,
+    smoothing: float,
+    n_threads: int,
+) -> float: ...
+def linear_rows() -> int: ...

@@ -46,6 +46,11 @@ def max_threads():
     return omp_get_max_threads()
 
 
+def linear_rows():
+    """Rows linear_xent computes together (its scratch holds that many rows of scores)."""
+    return FS_LINEAR_ROWS
+
+
 def compiler():
     return fs_compiler().decode()
 
@@ -533,3 +538,83 @@ def xent_prob_grad(const floating[:, :, :] x, const floating[:, :, :] q,
             for r in range(rows):
                 _xent_prob_grad_row(&o, xp, &xv, qp, &qv, lse[r // inner, r % inner],
                                     _scale(&gs, r // inner, r % inner), gp, &gv, r)
+
+
+
+cdef inline double _linear_xent(const fs_xent_opts *o, const floating *X, Py_ssize_t xrs,
+                                Py_ssize_t d, const int64_t *idx, Py_ssize_t n,
+                                const int64_t *labels, const double *g, double g_value,
+                                const floating *W, const floating *b, floating *gW,
+                                floating *gb, floating *z) noexcept nogil:
+    if floating is float:
+        return fs_linear_xent_f32(o, X, xrs, d, idx, n, labels, g, g_value, W, b, gW, gb, z)
+    else:
+        return fs_linear_xent_f64(o, X, xrs, d, idx, n, labels, g, g_value, W, b, gW, gb, z)
+
+
+def linear_xent(const floating[:, :] X, const int64_t[::1] idx, const int64_t[::1] labels,
+                const double[::1] g, double g_value, const floating[:, ::1] W,
+                const floating[::1] b, floating[:, :, ::1] gW_parts, floating[:, ::1] gb_parts,
+                floating[:, ::1] z_parts, double[::1] totals, double smoothing, int n_threads):
+    """One minibatch of a linear softmax model, each row of X read once.
+
+    The batch is the rows idx of X (all of X when idx is None), labels and
+    weights g (or None) indexed like X's rows. The rows are split into
+    K = gW_parts.shape[0] fixed parts (whatever the number of threads); part k
+    writes its gradient sums to gW_parts[k], gb_parts[k] (when b is given)
+    and its loss sum to totals[k], using z_parts[k] (linear_rows() * C
+    elements) as scratch. Returns the
+    sum of totals: sum over rows of g_row * loss_row (the gradient is scaled
+    by g_value * g_row). Checks shapes, indices and labels first.
+    """
+    cdef Py_ssize_t n_x = X.shape[0], d = X.shape[1], n_classes = W.shape[0]
+    cdef Py_ssize_t n = n_x if idx is None else idx.shape[0]
+    cdef Py_ssize_t parts = gW_parts.shape[0], k, r, row, a, e
+    if W.shape[1] != d or gW_parts.shape[1] != n_classes or gW_parts.shape[2] != d:
+        raise ValueError("W and gW_parts must have shapes (C, d) and (K, C, d)")
+    if (z_parts.shape[0] != parts or z_parts.shape[1] != FS_LINEAR_ROWS * n_classes
+            or totals.shape[0] != parts):
+        raise ValueError(f"z_parts and totals must have shapes (K, {FS_LINEAR_ROWS} * C) and (K,)")
+    if b is not None and (b.shape[0] != n_classes or gb_parts is None or
+                          gb_parts.shape[0] != parts or gb_parts.shape[1] != n_classes):
+        raise ValueError("b and gb_parts must have shapes (C,) and (K, C)")
+    if labels.shape[0] != n_x or (g is not None and g.shape[0] != n_x):
+        raise ValueError("labels and g must have one value per row of X")
+    if d > 1 and X.strides[1] != sizeof(floating):
+        raise ValueError("X's rows must be contiguous")
+    if parts < 1 or n_classes < 1:
+        raise ValueError("need at least one part and one class")
+    for r in range(n):
+        row = r if idx is None else idx[r]
+        if row < 0 or row >= n_x:
+            raise IndexError(f"index {row} at position {r} is out of bounds for {n_x} rows")
+        if labels[row] < 0 or labels[row] >= n_classes:
+            raise IndexError(f"label {labels[row]} of row {row} is out of bounds for "
+                             f"{n_classes} classes")
+    cdef fs_xent_opts o = _opts(n_classes, None, <double>n_classes, smoothing, 0.0, 0.0)
+    cdef Py_ssize_t xrs = X.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef const floating *xp = &X[0, 0] if n_x > 0 and d > 0 else NULL
+    cdef const int64_t *ip = &idx[0] if idx is not None and n > 0 else NULL
+    cdef const int64_t *lp = &labels[0] if n_x > 0 else NULL
+    cdef const double *gp = &g[0] if g is not None and n_x > 0 else NULL
+    cdef const floating *bp = &b[0] if b is not None else NULL
+    cdef floating *gbp
+    n_threads = max(1, min(n_threads, parts))
+    with nogil:
+        for k in prange(parts, num_threads=n_threads, schedule="static"):
+            a = n * k // parts
+            e = n * (k + 1) // parts
+            gbp = &gb_parts[k, 0] if bp != NULL else NULL
+            if ip != NULL:
+                totals[k] = _linear_xent(&o, xp, xrs, d, ip + a, e - a, lp, gp, g_value,
+                                         &W[0, 0], bp, &gW_parts[k, 0, 0], gbp, &z_parts[k, 0])
+            else:
+                totals[k] = _linear_xent(&o, xp + a * xrs if xp != NULL else NULL, xrs, d, NULL,
+                                         e - a, lp + a if lp != NULL else NULL,
+                                         gp + a if gp != NULL else NULL, g_value, &W[0, 0], bp,
+                                         &gW_parts[k, 0, 0], gbp, &z_parts[k, 0])
+    cdef double total = 0.0
+    for k in range(parts):
+        total += totals[k]
+    return total
+

@@ -553,3 +553,34 @@ def _positive(name, value):
     if not (v > 0 and np.isfinite(v)):
         raise ValueError(f"{name} must be a positive finite number, got {v}")
     return v
+
+
+def batch_loss_grad(z, labels, g, g_value, label_smoothing, n_threads, loss, lse):
+    """The fused kernel for the trainer's minibatch loop, without the public checks.
+
+    ``z`` is a C-contiguous (m, C) float batch of scores, m >= 1, ``labels``
+    a contiguous intp array of m labels already known to lie in [0, C).
+    Writes each row's loss into ``loss[:m]`` (float64; ``lse`` is scratch of
+    the same size) and overwrites ``z`` with ``g_i * d loss_i / d z_i``, row
+    by row: ``g`` an (m,) float64 array, or None and ``g_value`` for every row.
+    Returns ``loss[:m]``.
+    """
+    m, c = z.shape
+    z3 = z.reshape(m, c, 1)
+    _kernels.xent_index(
+        z3,
+        labels.reshape(m, 1),
+        z3,
+        loss[:m],
+        lse[:m],
+        None if g is None else g.reshape(m, 1),
+        g_value,
+        None,
+        float(c),
+        -100,
+        label_smoothing,
+        0.0,
+        0.0,
+        threads_for(n_threads, m * c),
+    )
+    return loss[:m]

@@ -32,8 +32,10 @@ from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
+from fastsoftmax import _kernels
 from fastsoftmax._special import log_softmax, softmax
-from fastsoftmax._xent import cross_entropy_with_grad
+from fastsoftmax._threads import check_n_threads, threads_for
+from fastsoftmax._xent import batch_loss_grad, cross_entropy_with_grad
 
 try:
     from sklearn.utils.validation import validate_data as _validate_data
@@ -82,6 +84,14 @@ def _scipy_own_blas():
 def _one_scipy_blas_thread():
     own = _scipy_own_blas()
     return contextlib.nullcontext() if own is None else own.limit(limits=1)
+
+
+# Up to this many classes, SGD runs the fused linear + cross-entropy kernel,
+# which reads each row once and needs no gathered copy of a shuffled batch;
+# above it, two matrix products (BLAS) around the cross-entropy kernel win.
+_FUSED_MAX_CLASSES = 64
+# Parts of a batch summed separately (and then in a fixed order) by that kernel.
+_FUSED_PARTS = 8
 
 
 def _is_dask_array(x):
@@ -644,81 +654,30 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if vel is None or vel.shape != coef.shape or vel.dtype != dtype:
             self._reset_velocity()
         vel, vel_b = self._velocity, self._velocity_intercept
-        coef_t, coef_flat = coef.T, coef.reshape(-1)
+        coef_flat = coef.reshape(-1)
         # Without momentum the kernel scales the gradient of the scores by the
         # learning rate, so that the product with the batch is the step itself.
         scale = lr if mu == 0.0 else 1.0
 
         # Every array the loop writes, allocated once per epoch.
         order = rng.permutation(n) if self.shuffle else None
-        x_buf = np.empty((batch, X.shape[1]), dtype=dtype) if dense and order is not None else None
-        z_buf = np.empty((batch, n_classes), dtype=dtype)
-        y_buf = np.empty(batch, dtype=y.dtype)
-        g_buf = None if weights is None else np.empty(batch)
         grad, grad_b = np.empty_like(coef), np.empty_like(intercept)
         tmp = np.empty_like(coef) if mu or alpha else None
-        ls, n_threads = self.label_smoothing, self.n_threads
+        ls, n_threads = float(self.label_smoothing), check_n_threads(self.n_threads)
+        rows_contiguous = dense and (X.shape[1] <= 1 or X.strides[1] == dtype.itemsize)
+        if rows_contiguous and n_classes <= _FUSED_MAX_CLASSES and X.dtype == dtype:
+            batch_grad = self._fused_batches(X, y, weights, order, batch, scale, ls, n_threads)
+        else:
+            batch_grad = self._blas_batches(X, y, weights, order, batch, scale, ls, n_threads)
 
         total = 0.0
         for start in range(0, n, batch):
             stop = min(start + batch, n)
             m = stop - start
-            if order is None:
-                xb, yb = X[start:stop], y[start:stop]
-                gb = (
-                    None
-                    if weights is None
-                    else np.multiply(weights[start:stop], scale / m, out=g_buf[:m])
-                )
-            else:
-                # mode='clip' (the indices are valid) lets take write straight
-                # into the buffer; the default mode buffers the output first.
-                idx = order[start:stop]
-                xb = np.take(X, idx, axis=0, out=x_buf[:m], mode="clip") if dense else X[idx]
-                yb = np.take(y, idx, out=y_buf[:m], mode="clip")
-                gb = None if weights is None else np.take(weights, idx, out=g_buf[:m], mode="clip")
-                if gb is not None:
-                    gb *= scale / m
-            z = z_buf[:m]
-            if dense:
-                np.matmul(xb, coef_t, out=z)
-            else:
-                z[...] = safe_sparse_dot(xb, coef_t, dense_output=True)
-            if fit_intercept:
-                z += intercept
-            # The scores become (scale times) d(batch loss)/d(scores), in place.
-            if gb is None:
-                loss, _ = cross_entropy_with_grad(
-                    z,
-                    yb,
-                    reduction="mean",
-                    label_smoothing=ls,
-                    n_threads=n_threads,
-                    grad_output=scale,
-                    inplace=True,
-                )
-                loss = float(loss)
-            else:
-                rows, _ = cross_entropy_with_grad(
-                    z,
-                    yb,
-                    reduction="none",
-                    label_smoothing=ls,
-                    n_threads=n_threads,
-                    grad_output=gb,
-                    inplace=True,
-                )
-                loss = float(np.dot(rows, gb)) / scale
+            loss = batch_grad(start, stop, grad, grad_b if fit_intercept else None)
             if not math.isfinite(loss):
                 self._diverged(loss, epoch, start // batch + 1)
             total += loss * m
-
-            if dense:
-                np.matmul(z.T, xb, out=grad)
-            else:
-                grad[...] = safe_sparse_dot(xb.T, z, dense_output=True).T
-            if fit_intercept:
-                np.sum(z, axis=0, out=grad_b)
             if mu == 0.0:  # grad is already lr times the gradient
                 if alpha:
                     coef *= 1.0 - lr * alpha
@@ -746,6 +705,100 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if not math.isfinite(objective):
             self._diverged(objective, epoch, None)
         return objective
+
+    def _fused_batches(self, X, y, weights, order, batch, scale, ls, n_threads):
+        """Batch gradients from the fused linear + cross-entropy kernel: each row of
+        the batch is read once, straight from X (no gathered copy)."""
+        coef, intercept = self.coef_, self.intercept_
+        dtype, (n_classes, n_features) = coef.dtype, coef.shape
+        # A fixed number of parts per batch, each with its own sums, so that the
+        # result does not depend on the number of threads.
+        parts = max(1, min(_FUSED_PARTS, batch))
+        gW_parts = np.empty((parts, n_classes, n_features), dtype=dtype)
+        gb_parts = np.empty((parts, n_classes), dtype=dtype)
+        z_parts = np.empty((parts, _kernels.linear_rows() * n_classes), dtype=dtype)
+        totals = np.empty(parts)
+        labels = np.ascontiguousarray(y, dtype=np.int64)
+        w = None if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
+        threads = threads_for(n_threads, batch * n_features)
+
+        def batch_grad(start, stop, grad, grad_b):
+            m = stop - start
+            idx = None if order is None else order[start:stop]
+            rows = X if order is not None else X[start:stop]
+            total = _kernels.linear_xent(
+                rows,
+                idx,
+                labels if order is not None else labels[start:stop],
+                w if (w is None or order is not None) else w[start:stop],
+                scale / m,
+                coef,
+                intercept if grad_b is not None else None,
+                gW_parts,
+                gb_parts if grad_b is not None else None,
+                z_parts,
+                totals,
+                ls,
+                threads,
+            )
+            np.sum(gW_parts, axis=0, out=grad)
+            if grad_b is not None:
+                np.sum(gb_parts, axis=0, out=grad_b)
+            return total / m
+
+        return batch_grad
+
+    def _blas_batches(self, X, y, weights, order, batch, scale, ls, n_threads):
+        """Batch gradients from two matrix products around the fused kernel
+        (many classes, sparse X)."""
+        coef, intercept = self.coef_, self.intercept_
+        dtype, n_classes = coef.dtype, coef.shape[0]
+        dense = not sp.issparse(X)
+        coef_t = coef.T
+        x_buf = np.empty((batch, X.shape[1]), dtype=dtype) if dense and order is not None else None
+        z_buf = np.empty((batch, n_classes), dtype=dtype)
+        y_buf = np.empty(batch, dtype=y.dtype)
+        g_buf = None if weights is None else np.empty(batch)
+        loss_buf, lse_buf = np.empty(batch), np.empty(batch)
+
+        def batch_grad(start, stop, grad, grad_b):
+            m = stop - start
+            if order is None:
+                xb, yb = X[start:stop], y[start:stop]
+                gb = (
+                    None
+                    if weights is None
+                    else np.multiply(weights[start:stop], scale / m, out=g_buf[:m])
+                )
+            else:
+                # mode='clip' (the indices are valid) lets take write straight
+                # into the buffer; the default mode buffers the output first.
+                idx = order[start:stop]
+                xb = np.take(X, idx, axis=0, out=x_buf[:m], mode="clip") if dense else X[idx]
+                yb = np.take(y, idx, out=y_buf[:m], mode="clip")
+                gb = None if weights is None else np.take(weights, idx, out=g_buf[:m], mode="clip")
+                if gb is not None:
+                    gb *= scale / m
+            z = z_buf[:m]
+            if dense:
+                np.matmul(xb, coef_t, out=z)
+            else:
+                z[...] = safe_sparse_dot(xb, coef_t, dense_output=True)
+            if grad_b is not None:
+                z += intercept
+            # The scores become (scale times) d(batch loss)/d(scores), in place;
+            # the labels were checked once, when they were encoded.
+            rows = batch_loss_grad(z, yb, gb, scale / m, ls, n_threads, loss_buf, lse_buf)
+            loss = float(rows.sum()) / m if gb is None else float(np.dot(rows, gb)) / scale
+            if dense:
+                np.matmul(z.T, xb, out=grad)
+            else:
+                grad[...] = safe_sparse_dot(xb.T, z, dense_output=True).T
+            if grad_b is not None:
+                np.sum(z, axis=0, out=grad_b)
+            return loss
+
+        return batch_grad
 
     def _diverged(self, loss, epoch, batch):
         where = f"epoch {epoch}" + ("" if batch is None else f", batch {batch}")

@@ -218,6 +218,45 @@ def test_sgd_step_rules_match_a_reference_loop(momentum, nesterov):
     np.testing.assert_allclose(model.intercept_, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_shuffled_weighted_sgd_matches_a_reference_loop(dtype):
+    # Shuffled rows (the library's gather), sample weights and label smoothing:
+    # the same steps as a NumPy loop drawing the same permutations.
+    rng = np.random.default_rng(2)
+    n, d, c, batch, lr, ls = 70, 6, 4, 16, 0.2, 0.1
+    X = rng.standard_normal((n, d)).astype(dtype)
+    y = rng.integers(0, c, size=n)
+    sw = rng.uniform(0.1, 2.0, size=n)
+    model = SoftmaxRegression(
+        solver="sgd",
+        learning_rate=lr,
+        alpha=0.0,
+        momentum=0.0,
+        batch_size=batch,
+        label_smoothing=ls,
+        random_state=3,
+        max_iter=2,
+        tol=None,
+    ).fit(X, y, sample_weight=sw)
+    w = sw * (n / sw.sum())
+    X64 = X.astype(np.float64)
+    W, b = np.zeros((c, d)), np.zeros(c)
+    orders = np.random.RandomState(3)
+    for _ in range(2):
+        order = orders.permutation(n)
+        for s in range(0, n, batch):
+            idx = order[s : s + batch]
+            xb, yb, wb = X64[idx], y[idx], w[idx]
+            p = np.exp(ref_log_softmax(xb @ W.T + b, axis=1))
+            q = np.full_like(p, ls / c)
+            q[np.arange(len(yb)), yb] += 1 - ls
+            p = (p - q) * (wb / len(yb))[:, None]
+            W, b = W - lr * (p.T @ xb), b - lr * p.sum(0)
+    tol = 2e-5 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(model.coef_, W, rtol=tol, atol=tol)
+    np.testing.assert_allclose(model.intercept_, b, rtol=tol, atol=tol)
+
+
 def test_sgd_allocates_nothing_of_size_samples_by_classes():
     rng = np.random.default_rng(0)
     n, d, c = 4000, 20, 100
@@ -585,3 +624,33 @@ def test_import_is_lazy():
         check=True,
         cwd=Path(fastsoftmax.__file__).resolve().parents[1],
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_sgd_fused_and_blas_paths_agree(monkeypatch, dtype, shuffle):
+    # Few classes go through the fused linear + cross-entropy kernel, many
+    # through two matrix products: forced either way, the same training.
+    import fastsoftmax.trainer as trainer
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((300, 17)).astype(dtype)
+    y = rng.integers(0, 6, size=300)
+    sw = rng.uniform(0.5, 1.5, size=300)
+    params = dict(
+        solver="sgd",
+        batch_size=32,
+        max_iter=3,
+        tol=None,
+        random_state=0,
+        label_smoothing=0.05,
+        alpha=1e-3,
+        shuffle=shuffle,
+    )
+    fused = SoftmaxRegression(**params).fit(X, y, sample_weight=sw)
+    monkeypatch.setattr(trainer, "_FUSED_MAX_CLASSES", 0)
+    blas = SoftmaxRegression(**params).fit(X, y, sample_weight=sw)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(fused.coef_, blas.coef_, rtol=tol, atol=tol)
+    np.testing.assert_allclose(fused.intercept_, blas.intercept_, rtol=tol, atol=tol)
+    np.testing.assert_allclose(fused.loss_curve_, blas.loss_curve_, rtol=tol)
