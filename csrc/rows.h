@@ -939,7 +939,7 @@ FS_DISPATCH double FS_PUBLIC(linear_xent)(const fs_xent_opts *o, const FS_T *X, 
         const fs_index nr = n - r < FS_LINEAR_ROWS ? n - r : FS_LINEAR_ROWS;
         fs_index rows[FS_LINEAR_ROWS];
         for (fs_index j = 0; j < FS_LINEAR_ROWS; j++) /* missing rows repeat the first */
-            rows[j] = j < nr ? (idx ? (fs_index)idx[r + j] : r + j) : rows[0];
+            rows[j] = idx ? (fs_index)idx[r + (j < nr ? j : 0)] : r + (j < nr ? j : 0);
         const FS_T *x0 = X + rows[0] * xrs, *x1 = X + rows[1] * xrs;
         const FS_T *x2 = X + rows[2] * xrs, *x3 = X + rows[3] * xrs;
         FS_T *z0 = z, *z1 = z + nc, *z2 = z + 2 * nc, *z3 = z + 3 * nc;

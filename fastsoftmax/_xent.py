@@ -234,7 +234,7 @@ def cross_entropy_backward(
     if lse.dtype.kind not in "fiu":
         raise TypeError(f"lse must be a real array, got dtype {lse.dtype}")
     # Aligned, contiguous float64: the kernels read whole, aligned elements.
-    lse2 = np.require(lse, np.float64, ["C", "A"]).reshape(call.n_outer, call.n_inner)
+    lse2 = _aligned(lse, np.float64, contiguous=True).reshape(call.n_outer, call.n_inner)
     grad = call.grad_buffer(out, inplace)
     call.backward(lse2, grad, call.grad_scale(grad_output))
     return grad.result
@@ -320,7 +320,7 @@ class _Call:
                 f"one weight per class of input of shape {self.input_shape}"
             )
         # np.ascontiguousarray would keep an unaligned buffer as it is.
-        self.weight = np.require(w, np.float64, ["C", "A"])
+        self.weight = _aligned(w, np.float64, contiguous=True)
         self.weight_sum = float(self.weight.sum())
 
     def _set_target(self, target):
@@ -331,7 +331,7 @@ class _Call:
                     f"target has shape {t.shape}, expected {self.loss_shape} "
                     f"for input of shape {self.input_shape}"
                 )
-            t = np.require(t, t.dtype.newbyteorder("="), ["A"])
+            t = _aligned(t, t.dtype.newbyteorder("="), contiguous=False)
             self._check_labels(t)
             self.probs = False
             self.t2 = t.reshape(self.n_outer, self.n_inner)
@@ -392,7 +392,7 @@ class _Call:
                     f"shape {self.loss_shape} for reduction='none'"
                 )
             # Aligned, contiguous float64: the kernels read whole, aligned elements.
-            g = np.require(g, np.float64, ["C", "A"])
+            g = _aligned(g, np.float64, contiguous=True)
             return g.reshape(self.n_outer, self.n_inner), 0.0
         g = 1.0 if grad_output is None else grad_output
         if type(g) is not float:
@@ -553,6 +553,15 @@ def _positive(name, value):
     if not (v > 0 and np.isfinite(v)):
         raise ValueError(f"{name} must be a positive finite number, got {v}")
     return v
+
+
+def _aligned(a, dtype, contiguous):
+    """``a`` as an aligned array of ``dtype`` (C-contiguous too if asked), copied
+    only when needed: np.ascontiguousarray and astype(copy=False) would keep an
+    unaligned buffer, which the kernels must not load from."""
+    if a.dtype == dtype and a.flags.aligned and (a.flags.c_contiguous or not contiguous):
+        return a
+    return np.require(a, dtype, ["C", "A"] if contiguous else ["A"])
 
 
 def batch_loss_grad(z, labels, g, g_value, label_smoothing, n_threads, loss, lse):
