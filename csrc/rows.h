@@ -781,6 +781,30 @@ FS_DISPATCH void FS_PUBLIC(softmax_rows)(const FS_T *x, fs_index xrs, fs_index x
  * transpose, tiles of rows with few classes. Same formulas as
  * xent_index_fused, to within rounding.
  */
+/* The exps of classes c0..c1 of w columns: sums into bs (and, with `gap`,
+ * the weighted gaps shift - z into bgap), e stored in grad when `store`. */
+FS_INLINE void FS_LOCAL(strip_exps)(const FS_T *x, fs_index cs, fs_index w, fs_index c0,
+                                    fs_index c1, const FS_T *shift, const double *wt, FS_T *grad,
+                                    fs_index gcs, double *bs, double *bgap, const int fast,
+                                    const int gap, const int store)
+{
+    for (fs_index c = c0; c < c1; c++) {
+        const FS_T *col = x + c * cs;
+        const double wc = wt ? wt[c] : 1.0;
+        FS_T *out = store ? grad + c * gcs : NULL;
+        FS_SIMD()
+        for (fs_index j = 0; j < w; j++) {
+            FS_T v = col[j];
+            FS_T e = FS_EXPQ(v - shift[j]);
+            bs[j] += (double)e;
+            if (gap)
+                bgap[j] += wc * (double)(shift[j] - v);
+            if (store)
+                out[j] = e;
+        }
+    }
+}
+
 FS_INLINE void FS_LOCAL(xent_index_strip_body)(const fs_xent_opts *o, const FS_T *x, fs_index cs,
                                                fs_index w, const int64_t *t, const double *g,
                                                FS_T *grad, fs_index gcs, double *loss, double *lse)
@@ -799,44 +823,41 @@ FS_INLINE void FS_LOCAL(xent_index_strip_body)(const fs_xent_opts *o, const FS_T
         zy[j] = t[j] >= 0 ? x[t[j] * cs + j] : (FS_T)0; /* before grad overwrites x */
         wy[j] = t[j] >= 0 && wt ? wt[t[j]] : 1.0;
     }
+    FS_T lo[FS_TILE];
+    int bad = 0;
+    for (fs_index j = 0; j < w; j++)
+        lo[j] = (FS_T)INFINITY;
     for (fs_index c = 0; c < n; c++) {
         const FS_T *col = x + c * cs;
-        FS_SIMD()
-        for (fs_index j = 0; j < w; j++)
+        FS_SIMD(reduction(| : bad))
+        for (fs_index j = 0; j < w; j++) {
             shift[j] = col[j] > shift[j] ? col[j] : shift[j];
+            lo[j] = col[j] < lo[j] ? col[j] : lo[j];
+            bad |= col[j] != col[j];
+        }
     }
-    FS_SIMD()
+    FS_SIMD(reduction(| : bad))
     for (fs_index j = 0; j < w; j++) {
+        const FS_T m = shift[j], sh = isfinite(m) ? m : (FS_T)0;
         /* a column with a +inf score has a NaN log-softmax; an ignored one is 0 */
-        live[j] = t[j] >= 0 && shift[j] != (FS_T)INFINITY;
+        live[j] = t[j] >= 0 && m != (FS_T)INFINITY;
         fillv[j] = t[j] < 0 ? (FS_T)0 : (FS_T)NAN;
-        shift[j] = isfinite(shift[j]) ? shift[j] : (FS_T)0;
+        shift[j] = sh;
+        /* The fast exp serves the strip only if every argument z - shift is in
+         * its range: the smallest and largest scores bound them (rounding is
+         * monotonic), and a NaN anywhere rules it out. */
+        bad |= !(lo[j] - sh >= FS_EXP_LO) | !(m - sh <= (FS_T)0);
     }
+    const int fast = !bad, with_gap = eps != 0.0;
     FS_BLOCKS(c0, c1, n) {
         for (fs_index j = 0; j < w; j++)
             bs[j] = bgap[j] = 0.0;
-        for (fs_index c = c0; c < c1; c++) {
-            const FS_T *col = x + c * cs;
-            const double wc = wt ? wt[c] : 1.0;
-            if (grad) {
-                FS_T *out = grad + c * gcs;
-                FS_SIMD()
-                for (fs_index j = 0; j < w; j++) {
-                    FS_T v = col[j];
-                    FS_T e = FS_EXP(v - shift[j]);
-                    bs[j] += (double)e;
-                    bgap[j] += wc * (double)(shift[j] - v);
-                    out[j] = e;
-                }
-            } else {
-                FS_SIMD()
-                for (fs_index j = 0; j < w; j++) {
-                    FS_T v = col[j];
-                    bs[j] += (double)FS_EXP(v - shift[j]);
-                    bgap[j] += wc * (double)(shift[j] - v);
-                }
-            }
-        }
+        if (fast && !with_gap)
+            FS_LOCAL(strip_exps)(x, cs, w, c0, c1, shift, wt, grad, gcs, bs, bgap, 1, 0,
+                                 grad != NULL);
+        else
+            FS_LOCAL(strip_exps)(x, cs, w, c0, c1, shift, wt, grad, gcs, bs, bgap, fast, with_gap,
+                                 grad != NULL);
         FS_SIMD()
         for (fs_index j = 0; j < w; j++) {
             fs_sum_add(&s[j], bs[j]);

@@ -401,3 +401,32 @@ def test_kdim_special_values_and_threads(dtype):
     check_close(one[2], ref_lse, dtype)
     assert np.isnan(one[0][0, 5]) or target[0, 5] == 3
     assert one[0][4, 13] == np.inf
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("special", [None, -np.inf, np.inf, np.nan, -300.0, -1e30])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_tiles_with_one_wide_or_special_row(dtype, special, smoothing):
+    # Rows of few classes are computed 64 at a time, with the fast exp only when
+    # every score of the tile is in its range: one row out of range (or NaN,
+    # or infinite) must neither spoil the others nor be computed wrongly.
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((150, 7)).astype(dtype)
+    if special is not None:
+        x[70, 3] = special
+        x[140, 0] = special
+    t = rng.integers(0, 7, size=150)
+    loss, grad = fs.cross_entropy_with_grad(
+        x, t, reduction="none", label_smoothing=smoothing, n_threads=1
+    )
+    ref_loss, ref_grad, _ = reference.cross_entropy_with_grad(
+        x.astype(np.float64), t, reduction="none", label_smoothing=smoothing
+    )
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(loss, ref_loss, rtol=tol, atol=tol, equal_nan=True)
+    np.testing.assert_allclose(grad, ref_grad, rtol=tol, atol=tol, equal_nan=True)
+    np.testing.assert_array_equal(np.isnan(loss), np.isnan(ref_loss))
+    # the (N, C, d) layout goes through the same strips
+    x3 = np.ascontiguousarray(x.reshape(15, 10, 7).transpose(0, 2, 1))
+    loss3 = fs.cross_entropy(x3, t.reshape(15, 10), reduction="none", label_smoothing=smoothing)
+    np.testing.assert_allclose(loss3.reshape(-1), ref_loss, rtol=tol, atol=tol, equal_nan=True)
