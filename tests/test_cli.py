@@ -258,3 +258,24 @@ def test_parser_rejects_bad_values():
         with pytest.raises(SystemExit) as info:
             main(["train"] + args)
         assert info.value.code == 2
+
+
+def test_bench_measures_every_implementation(capsys):
+    from fastsoftmax import _bench
+
+    calls = []
+    t = _bench.measure(
+        (64, 10), repeats=2, cold_bytes=0, extra={"other": lambda x, t: calls.append(x.shape)}
+    )
+    assert set(t) == {
+        "copy",
+        "fastsoftmax",
+        "fastsoftmax out=",
+        "fastsoftmax inplace",
+        "reference",
+        "other",
+    }
+    assert all(v > 0 for v in t.values()) and calls[0] == (64, 10)
+    _bench.table(shapes=((64, 10), (8, 3000)), repeats=2)
+    out = capsys.readouterr().out
+    assert "64 x 10" in out and "8 x 3000" in out and "x copy" in out
