@@ -26,6 +26,30 @@ from fastsoftmax._bench import DEFAULT_SHAPES, _rotation, measure
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def cpu_name():
+    """The processor's model name where the system says it, else the machine type."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions():
+    """Versions of the rivals that are installed."""
+    found = []
+    for name in ("torch", "sklearn"):
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        found.append(f"{name} {module.__version__}")
+    return ", ".join(found)
+
+
 def rivals(shape, dtype, n_threads):
     """Other libraries' fused forward + backward, where installed."""
     out = {}
@@ -192,9 +216,9 @@ def main(argv=None):
     except ImportError:
         pass
     header = (
-        f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
+        f"{cpu_name()}, {os.cpu_count()} cores, "
         f"fastsoftmax {info['version']} ({info['simd']}), NumPy {np.__version__}, "
-        f"{threads} threads, {args.dtype}, cold inputs; runtimes: {blas}"
+        f"{versions()}; {threads} threads, {args.dtype}, cold inputs; runtimes: {blas}"
     )
     rows, names = [], None
     for shape in DEFAULT_SHAPES:
