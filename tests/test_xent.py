@@ -430,3 +430,55 @@ def test_tiles_with_one_wide_or_special_row(dtype, special, smoothing):
     x3 = np.ascontiguousarray(x.reshape(15, 10, 7).transpose(0, 2, 1))
     loss3 = fs.cross_entropy(x3, t.reshape(15, 10), reduction="none", label_smoothing=smoothing)
     np.testing.assert_allclose(loss3.reshape(-1), ref_loss, rtol=tol, atol=tol, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 10), (7, 3), (300, 50), (2000, 40)])
+@pytest.mark.parametrize("case", ["plain", "ignored", "all ignored", "nan", "inf"])
+def test_default_call_matches_the_general_path(dtype, shape, case):
+    # Calls with every option at its default take a shorter path: the same
+    # results, bit for bit, as the general one (forced here by an ignore_index
+    # that is not a plain int).
+    rng = np.random.default_rng(sum(shape))
+    x = (3 * rng.standard_normal(shape)).astype(dtype)
+    t = rng.integers(0, shape[1], size=shape[0])
+    if case == "ignored":
+        t[::3] = -100
+    elif case == "all ignored":
+        t[:] = -100
+    elif case == "nan":
+        x[0, 0] = np.nan
+    elif case == "inf":
+        x[-1, -1] = np.inf
+    general = np.int64(-100)
+    loss, grad = fs.cross_entropy_with_grad(x, t)
+    loss_g, grad_g = fs.cross_entropy_with_grad(x, t, ignore_index=general)
+    assert type(loss) is type(loss_g) and loss.dtype == dtype
+    np.testing.assert_array_equal(loss, loss_g)
+    np.testing.assert_array_equal(grad, grad_g)
+    assert grad.dtype == dtype and grad.flags.c_contiguous
+    np.testing.assert_array_equal(
+        fs.cross_entropy(x, t), fs.cross_entropy(x, t, ignore_index=general)
+    )
+    if case == "plain":
+        ref, ref_grad, _ = reference.cross_entropy_with_grad(x.astype(np.float64), t)
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(loss, ref, rtol=tol)
+        np.testing.assert_allclose(grad, ref_grad, rtol=tol, atol=tol)
+
+
+def test_default_call_still_checks_its_arguments():
+    x = np.zeros((3, 4))
+    with pytest.raises(IndexError, match="target 4 is out of bounds for 4 classes at position"):
+        fs.cross_entropy_with_grad(x, np.array([0, 4, 1]))
+    with pytest.raises(ValueError, match="target has shape"):
+        fs.cross_entropy_with_grad(x, np.array([0, 1]))
+    with pytest.raises(TypeError):
+        fs.cross_entropy(x, np.array([0, 1, 2]), ignore_index=-100.0)
+    with pytest.raises(TypeError):
+        fs.cross_entropy(x, np.array([0, 1, 2]), label_smoothing=False)
+    # the input is never written
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    before = x.copy()
+    fs.cross_entropy_with_grad(x, np.array([0, 1, 2]))
+    np.testing.assert_array_equal(x, before)
