@@ -94,6 +94,10 @@ _FUSED_MAX_CLASSES = 64
 _FUSED_PARTS = 8
 
 
+class _Diverged(ValueError):
+    """The training loss or its gradient stopped being finite."""
+
+
 def _is_dask_array(x):
     """True for a dask array, without importing dask."""
     return type(x).__module__.partition(".")[0] == "dask" and hasattr(x, "chunks")
@@ -358,6 +362,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             from fastsoftmax import _dask
 
             return _dask.fit(self, X, y, sample_weight, callback)
+        with self._rollback_on_divergence():
+            return self._fit(X, y, sample_weight, callback)
+
+    def _fit(self, X, y, sample_weight, callback):
         X, y = _validate_data(self, X, y, accept_sparse="csr", dtype=_FLOAT_DTYPES)
         check_classification_targets(y)
         classes, y_enc = np.unique(y, return_inverse=True)
@@ -419,6 +427,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "with sklearn.utils.compute_class_weight('balanced', classes=classes, y=y) "
                 "and pass the result as a dict: class_weight={label: weight}."
             )
+        with self._rollback_on_divergence():
+            return self._partial_fit(X, y, classes, sample_weight)
+
+    def _partial_fit(self, X, y, classes, sample_weight):
         first = not hasattr(self, "coef_")
         if first:
             # A previous failed call may have left classes_ without coefficients.
@@ -456,6 +468,22 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.n_iter_ += 1
         self.loss_curve_.append(loss)
         return self
+
+    @contextlib.contextmanager
+    def _rollback_on_divergence(self):
+        """On a diverging run, put the model back as it was before the call (not
+        fitted, or the previous model) rather than leave infinite or NaN
+        coefficients behind; the error goes on to the caller."""
+        saved = {
+            k: (v.copy() if isinstance(v, (np.ndarray, list)) else v)
+            for k, v in self.__dict__.items()
+        }
+        try:
+            yield
+        except _Diverged:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
 
     def _sample_weights(self, X, y_enc, classes, sample_weight, for_fit):
         """Per-sample weights (float64, mean 1) folding in class weights, or None."""
@@ -802,7 +830,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def _diverged(self, loss, epoch, batch):
         where = f"epoch {epoch}" + ("" if batch is None else f", batch {batch}")
-        raise ValueError(
+        raise _Diverged(
             f"The training loss became {loss} at {where} of solver='sgd' with "
             f"learning_rate={self.learning_rate}: the steps are too large for this data. "
             "Lower learning_rate (and/or momentum), or scale the features (e.g. with "
@@ -949,7 +977,7 @@ def _penalised(w, loss, grad_coef, grad_b, size, alpha, fit_intercept):
         g[size:] = grad_b
     if not (math.isfinite(f) and np.isfinite(g).all()):
         what = "loss" if not math.isfinite(f) else "gradient of the loss"
-        raise ValueError(
+        raise _Diverged(
             f"The {what} became non-finite with solver='lbfgs' (which has no learning_rate): "
             "the features are too large for the floating dtype. Scale them (e.g. with "
             "StandardScaler) or use float64 data."

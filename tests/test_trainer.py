@@ -654,3 +654,46 @@ def test_sgd_fused_and_blas_paths_agree(monkeypatch, dtype, shuffle):
     np.testing.assert_allclose(fused.coef_, blas.coef_, rtol=tol, atol=tol)
     np.testing.assert_allclose(fused.intercept_, blas.intercept_, rtol=tol, atol=tol)
     np.testing.assert_allclose(fused.loss_curve_, blas.loss_curve_, rtol=tol)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_diverging_run_leaves_the_model_as_it_was(iris, solver, monkeypatch):
+    # A diverging fit leaves no model of infinite or NaN coefficients behind:
+    # the estimator is unfitted again (a first fit) or keeps the previous model.
+    import fastsoftmax.trainer as trainer
+
+    X, y = iris
+    X = X.astype(np.float32)
+    huge = X * np.float32(1e30)
+    if solver == "lbfgs":  # the objective turns non-finite at its third evaluation
+        calls, penalised = [], trainer._penalised
+
+        def failing(w, *args):
+            calls.append(1)
+            return penalised(w * (np.inf if len(calls) == 3 else 1), *args)
+
+        monkeypatch.setattr(trainer, "_penalised", failing)
+    model = SoftmaxRegression(solver=solver, learning_rate=1e10, max_iter=5, batch_size=16)
+    with pytest.raises(ValueError, match="learning_rate|non-finite"):
+        model.fit(huge, y)
+    assert not hasattr(model, "coef_")
+    with pytest.raises(NotFittedError):
+        model.predict(X)
+
+    good = SoftmaxRegression(solver="sgd", max_iter=3, tol=None, random_state=0, batch_size=16)
+    good.fit(X, y)
+    coef, intercept, curve = good.coef_.copy(), good.intercept_.copy(), list(good.loss_curve_)
+    good.set_params(learning_rate=1e10)
+    with pytest.raises(ValueError, match="learning_rate"):
+        good.partial_fit(X * np.float32(1e30), y)
+    np.testing.assert_array_equal(good.coef_, coef)
+    np.testing.assert_array_equal(good.intercept_, intercept)
+    assert good.loss_curve_ == curve and good.n_iter_ == 3
+
+    fresh = SoftmaxRegression(solver="sgd", learning_rate=1e10, batch_size=16)
+    with pytest.raises(ValueError, match="learning_rate"):
+        fresh.partial_fit(X * np.float32(1e30), y, classes=np.unique(y))
+    assert not hasattr(fresh, "coef_")
+    fresh.set_params(learning_rate=0.1).partial_fit(X, y, classes=np.unique(y))
+    assert np.isfinite(fresh.coef_).all()
