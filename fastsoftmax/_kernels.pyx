@@ -582,6 +582,9 @@ def linear_xent(const floating[:, :] X, const int64_t[::1] idx, const int64_t[::
         raise ValueError("labels and g must have one value per row of X")
     if d > 1 and X.strides[1] != sizeof(floating):
         raise ValueError("X's rows must be contiguous")
+    if n_x > 0 and d > 0 and (<size_t>&X[0, 0] % sizeof(floating) != 0
+                              or X.strides[0] % <Py_ssize_t>sizeof(floating) != 0):
+        raise ValueError("X must be aligned, its rows a whole number of elements apart")
     if parts < 1 or n_classes < 1:
         raise ValueError("need at least one part and one class")
     for r in range(n):

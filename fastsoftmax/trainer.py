@@ -391,7 +391,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             if not warm:
                 self._reset_velocity()
             if not sp.issparse(X):
-                X = np.ascontiguousarray(X)
+                # C-contiguous and aligned: the kernels load whole rows of elements
+                # (np.ascontiguousarray would keep an unaligned buffer, as dask's can be).
+                X = np.require(X, requirements=["C", "A"])
             self._rng = check_random_state(self.random_state)
             self._fit_sgd(X, y_enc, weights, self._rng, callback)
         return self
@@ -461,7 +463,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if not hasattr(self, "_rng"):
             self._rng = check_random_state(self.random_state)
         if not sp.issparse(X):
-            X = np.ascontiguousarray(X)
+            X = np.require(X, requirements=["C", "A"])  # as in fit
         loss = self._sgd_epoch(
             X, y_enc.astype(np.intp, copy=False), weights, self._rng, self.n_iter_ + 1
         )
@@ -693,7 +695,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         tmp = np.empty_like(coef) if mu or alpha else None
         ls, n_threads = float(self.label_smoothing), check_n_threads(self.n_threads)
         rows_contiguous = dense and (X.shape[1] <= 1 or X.strides[1] == dtype.itemsize)
-        if rows_contiguous and n_classes <= _FUSED_MAX_CLASSES and X.dtype == dtype:
+        if (
+            rows_contiguous
+            and X.flags.aligned
+            and n_classes <= _FUSED_MAX_CLASSES
+            and X.dtype == dtype
+        ):
             batch_grad = self._fused_batches(X, y, weights, order, batch, scale, ls, n_threads)
         else:
             batch_grad = self._blas_batches(X, y, weights, order, batch, scale, ls, n_threads)

@@ -104,3 +104,30 @@ def test_checks_indices_labels_and_shapes():
         call(z=np.empty((2, 2)))
     with pytest.raises(ValueError, match="rows must be contiguous"):
         call(X=np.ones((4, 6))[:, ::2])
+
+
+def unaligned(a):
+    raw = np.zeros(a.nbytes + 1, dtype=np.uint8)[1:]
+    view = raw.view(a.dtype).reshape(a.shape)
+    view[...] = a
+    return view
+
+
+def test_unaligned_rows_are_refused_and_the_trainer_copies_them():
+    from fastsoftmax import SoftmaxRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 5))
+    y = rng.integers(0, 3, size=40)
+    W = np.zeros((3, 5))
+    parts = (np.empty((2, 3, 5)), np.empty((2, 3)), np.empty((2, ROWS * 3)), np.empty(2))
+    bad = unaligned(X)
+    assert not bad.flags.aligned
+    with pytest.raises(ValueError, match="must be aligned"):
+        _kernels.linear_xent(bad, None, y, None, 1.0, W, None, parts[0], None, *parts[2:], 0.0, 1)
+    params = dict(solver="sgd", max_iter=2, tol=None, random_state=0, batch_size=8)
+    a = SoftmaxRegression(**params).fit(X, y)
+    b = SoftmaxRegression(**params).fit(bad, y)
+    c = SoftmaxRegression(**params).partial_fit(bad, y, classes=[0, 1, 2])
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    assert np.isfinite(c.coef_).all()
