@@ -79,6 +79,7 @@ def cross_entropy(
         weight is None
         and type(ignore_index) is int
         and ignore_index == -100
+        and type(reduction) is str
         and reduction == "mean"
         and type(label_smoothing) is float
         and label_smoothing == 0.0
@@ -170,6 +171,7 @@ def cross_entropy_with_grad(
         weight is None
         and type(ignore_index) is int
         and ignore_index == -100
+        and type(reduction) is str
         and reduction == "mean"
         and type(label_smoothing) is float
         and label_smoothing == 0.0
