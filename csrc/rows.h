@@ -852,6 +852,8 @@ FS_INLINE void FS_LOCAL(xent_index_strip_body)(const fs_xent_opts *o, const FS_T
     FS_BLOCKS(c0, c1, n) {
         for (fs_index j = 0; j < w; j++)
             bs[j] = bgap[j] = 0.0;
+        /* The common case with constant flags: its loop has neither the gap
+         * sums nor the accurate exp. */
         if (fast && !with_gap)
             FS_LOCAL(strip_exps)(x, cs, w, c0, c1, shift, wt, grad, gcs, bs, bgap, 1, 0,
                                  grad != NULL);

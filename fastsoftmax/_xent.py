@@ -75,19 +75,7 @@ def cross_entropy(
     >>> round(float(cross_entropy(logits, np.array([0, 2]))), 6)
     0.176437
     """
-    if (
-        weight is None
-        and type(ignore_index) is int
-        and ignore_index == -100
-        and type(reduction) is str
-        and reduction == "mean"
-        and type(label_smoothing) is float
-        and label_smoothing == 0.0
-        and type(z_loss) is float
-        and z_loss == 0.0
-        and softcap is None
-        and n_threads is None
-    ):
+    if _all_defaults(weight, ignore_index, reduction, label_smoothing, z_loss, softcap, n_threads):
         done = _default_mean(input, target, with_grad=False)
         if done is not None:
             return done[0]
@@ -168,17 +156,7 @@ def cross_entropy_with_grad(
     array([[ 0.5, -0.5]])
     """
     if (
-        weight is None
-        and type(ignore_index) is int
-        and ignore_index == -100
-        and type(reduction) is str
-        and reduction == "mean"
-        and type(label_smoothing) is float
-        and label_smoothing == 0.0
-        and type(z_loss) is float
-        and z_loss == 0.0
-        and softcap is None
-        and n_threads is None
+        _all_defaults(weight, ignore_index, reduction, label_smoothing, z_loss, softcap, n_threads)
         and grad_output is None
         and out is None
         and inplace is False
@@ -591,6 +569,24 @@ def _positive(name, value):
     return v
 
 
+def _all_defaults(weight, ignore_index, reduction, label_smoothing, z_loss, softcap, n_threads):
+    """True when these options are all at their defaults, given as the defaults'
+    own types (anything else, even an equal value, goes through the checks)."""
+    return (
+        weight is None
+        and type(ignore_index) is int
+        and ignore_index == -100
+        and type(reduction) is str
+        and reduction == "mean"
+        and type(label_smoothing) is float
+        and label_smoothing == 0.0
+        and type(z_loss) is float
+        and z_loss == 0.0
+        and softcap is None
+        and n_threads is None
+    )
+
+
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _INT64 = np.dtype(np.int64)
 
@@ -621,24 +617,9 @@ def _default_mean(x, t, with_grad):
     if bad >= 0:
         return None
     loss = np.empty(n)
-    lse = np.empty(n)
     grad = np.empty((n, c), dtype=x.dtype) if with_grad else None
-    _kernels.xent_index(
-        x.reshape(n, c, 1),
-        t2,
-        None if grad is None else grad.reshape(n, c, 1),
-        loss,
-        lse,
-        None,
-        1.0 / kept if kept != 0 else np.nan,
-        None,
-        float(c),
-        -100,
-        0.0,
-        0.0,
-        0.0,
-        threads_for(None, n * c),
-    )
+    g = 1.0 / kept if kept != 0 else np.nan
+    _index_rows(x, t, grad, None, g, 0.0, None, loss, np.empty(n))
     total = float(loss.sum())
     return x.dtype.type(total / kept if kept != 0 else np.nan), grad
 
@@ -662,14 +643,23 @@ def batch_loss_grad(z, labels, g, g_value, label_smoothing, n_threads, loss, lse
     by row: ``g`` an (m,) float64 array, or None and ``g_value`` for every row.
     Returns ``loss[:m]``.
     """
-    m, c = z.shape
-    z3 = z.reshape(m, c, 1)
+    m = z.shape[0]
+    _index_rows(z, labels, z, g, g_value, label_smoothing, n_threads, loss[:m], lse[:m])
+    return loss[:m]
+
+
+def _index_rows(x, labels, grad, g, g_value, label_smoothing, n_threads, loss, lse):
+    """The fused kernel on C-contiguous (m, C) scores and m labels known to lie in
+    [0, C) or to be -100 (ignored): no weights, z_loss or softcap. Per-row losses
+    and lse into ``loss`` and ``lse``; the gradient, scaled by ``g`` (an (m,)
+    array) or ``g_value``, into ``grad`` unless it is None (it may be ``x``)."""
+    m, c = x.shape
     _kernels.xent_index(
-        z3,
+        x.reshape(m, c, 1),
         labels.reshape(m, 1),
-        z3,
-        loss[:m],
-        lse[:m],
+        None if grad is None else grad.reshape(m, c, 1),
+        loss,
+        lse,
         None if g is None else g.reshape(m, 1),
         g_value,
         None,
@@ -680,4 +670,3 @@ def batch_loss_grad(z, labels, g, g_value, label_smoothing, n_threads, loss, lse
         0.0,
         threads_for(n_threads, m * c),
     )
-    return loss[:m]
