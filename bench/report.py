@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 import fastsoftmax
-from fastsoftmax._bench import DEFAULT_SHAPES, _rotation, measure
+from fastsoftmax._bench import DEFAULT_SHAPES, _interleave, _rotation, measure
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -79,21 +79,6 @@ def rivals(shape, dtype, n_threads):
     return out
 
 
-def interleaved(impls, arrays, repeats):
-    """Median seconds of each impl(x), called in turn on rotating inputs."""
-    times = {name: [] for name in impls}
-    pairs = itertools.cycle(arrays)
-    for fn in impls.values():
-        fn(*next(pairs))
-    for _ in range(repeats):
-        for name, fn in impls.items():
-            args = next(pairs)
-            t0 = time.perf_counter()
-            fn(*args)
-            times[name].append(time.perf_counter() - t0)
-    return {name: float(np.median(t)) for name, t in times.items()}
-
-
 def softmax_table(dtype, threads, repeats):
     """softmax and log_softmax with out= over the last axis and axis 0, cold."""
     lines = [
@@ -106,7 +91,7 @@ def softmax_table(dtype, threads, repeats):
         xs = _rotation(shape, dtype, 64 * 2**20)
         arrays = [(x, x.copy()) for x in xs]
         for axis in (-1, 0):
-            t = interleaved(
+            t = _interleave(
                 {
                     "copy": lambda x, o: np.copyto(o, x),
                     "softmax": lambda x, o, a=axis: fastsoftmax.softmax(
@@ -117,7 +102,7 @@ def softmax_table(dtype, threads, repeats):
                     ),
                     "scipy": lambda x, o, a=axis: scipy.special.softmax(x, axis=a),
                 },
-                arrays,
+                itertools.cycle(arrays),
                 repeats,
             )
             cells = [f"{1e3 * t[n]:.2f} ms ({t[n] / t['copy']:.2f}x)" for n in t if n != "copy"]
@@ -177,14 +162,14 @@ def thread_scaling(dtype, repeats):
         x = _rotation(shape, dtype, 0)[0]
         o = x.copy()
         target = np.random.default_rng(1).integers(0, shape[1], size=shape[0])
-        t = interleaved(
+        t = _interleave(
             {
                 k: lambda x, o, k=k, t=target: fastsoftmax.cross_entropy_with_grad(
                     x, t, out=o, n_threads=k
                 )
                 for k in (1, 2)
             },
-            [(x, o)],
+            itertools.cycle([(x, o)]),
             repeats,
         )
         lines.append(
