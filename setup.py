@@ -5,6 +5,7 @@ Environment switches:
   FASTSOFTMAX_REQUIRE_OPENMP=1  a failed OpenMP probe is an error, not a warning
 """
 
+import glob
 import os
 import platform
 import shutil
@@ -120,7 +121,7 @@ def extensions():
         "fastsoftmax._kernels",
         sources=["fastsoftmax/_kernels.pyx", "csrc/fastsoftmax.c"],
         include_dirs=["csrc"],
-        depends=["csrc/fastsoftmax.h", "csrc/rows.h", "csrc/fs_math.h"],
+        depends=glob.glob("csrc/*.h"),
         libraries=libraries,
     )
     return cythonize([ext], compiler_directives={"language_level": 3})

@@ -1,18 +1,13 @@
-/* Instantiates the row kernels of rows.h for float and double. */
+/* The plans, the per-dtype kernels (instantiated from fs_instance.h) and the
+ * tables that dispatch on a batch's dtype. */
 #include "fastsoftmax.h"
 
 #include <math.h>
 
 #include "fs_math.h"
 
-#if defined(_MSC_VER)
-#define FS_INLINE static __forceinline
-#else
-#define FS_INLINE static inline __attribute__((always_inline))
-#endif
-
-/* Runtime dispatch: on x86-64 with GCC and glibc (ifunc), each public kernel is
- * compiled three times, for AVX-512, for AVX2 + FMA and for the x86-64
+/* Runtime dispatch: on x86-64 with GCC and glibc (ifunc), each per-dtype task
+ * is compiled three times, for AVX-512, for AVX2 + FMA and for the x86-64
  * baseline, and the loader picks the best one the CPU runs. One binary is
  * then fast on new CPUs and still runs on old ones. Elsewhere (musl, clang,
  * MSVC, arm64) the kernels are built for the target's baseline only. */
@@ -25,40 +20,139 @@
 #define FS_HAVE_DISPATCH 0
 #endif
 
+/* Rows of a batch in order, as (i, j) = (r / inner, r % inner) without a
+ * division per row: the offset of row (i, j) of an array is i s0 + j s2. */
+typedef struct fs_row_walk {
+    fs_index i, j, inner;
+} fs_row_walk;
+
+FS_INLINE fs_row_walk fs_walk_from(fs_index r, fs_index inner)
+{
+    fs_row_walk w = {r / inner, r % inner, inner};
+    return w;
+}
+
+FS_INLINE void fs_walk_next(fs_row_walk *w)
+{
+    if (++w->j == w->inner) {
+        w->j = 0;
+        w->i++;
+    }
+}
+
+FS_INLINE fs_index fs_walk_offset(const fs_row_walk *w, const fs_arr *a)
+{
+    return w->i * a->s0 + w->j * a->s2;
+}
+
+/* One instantiation per dtype of FS_FOR_EACH_DTYPE. */
 #define FS_T float
 #define FS_SUF f32
-#define FS_EXP fs_exp_f32
-#define FS_EXP_FAST fs_exp_fast_f32
-#define FS_EXP_LO FS_EXP_FAST_LO_F32
-/* In-block sums in double too: a float accumulator loses up to FS_SUM_BLOCK / lanes
- * ulp, and all of FS_SUM_BLOCK where the loop is not vectorised (an unoptimised
- * or non-GCC build). The conversion costs little beside the exp. */
-#define FS_ACC double
-#define FS_TANH tanhf
-#include "rows.h"
-#undef FS_T
-#undef FS_SUF
-#undef FS_EXP
-#undef FS_EXP_FAST
-#undef FS_EXP_LO
-#undef FS_ACC
-#undef FS_TANH
+#include "fs_instance.h"
 
 #define FS_T double
 #define FS_SUF f64
-#define FS_EXP fs_exp_f64
-#define FS_EXP_FAST fs_exp_fast_f64
-#define FS_EXP_LO FS_EXP_FAST_LO_F64
-#define FS_ACC double
-#define FS_TANH tanh
-#include "rows.h"
-#undef FS_T
-#undef FS_SUF
-#undef FS_EXP
-#undef FS_EXP_FAST
-#undef FS_EXP_LO
-#undef FS_ACC
-#undef FS_TANH
+#include "fs_instance.h"
+
+/* ----------------------------------------------------------------- plans */
+
+static fs_plan fs_plan_of(fs_plan_kind kind, fs_index per, fs_index outer, fs_index inner)
+{
+    fs_plan p;
+    p.kind = kind;
+    p.per_task = per;
+    p.n_tasks =
+        kind == FS_STRIPS ? outer * ((inner + per - 1) / per) : (outer * inner + per - 1) / per;
+    return p;
+}
+
+/* The batch's layout decides (the table in fastsoftmax.h): tiles for rows of
+ * few contiguous classes, strips across a contiguous inner axis, rows
+ * otherwise (FS_TILE of them per task when they are short). */
+static fs_plan fs_plan_layout(fs_index n, fs_index inner, fs_index outer, int across, int unit_c,
+                              int unit_inner)
+{
+    if (across && inner == 1 && n <= FS_SMALL_C && unit_c)
+        return fs_plan_of(FS_TILES, FS_TILE, outer, inner);
+    if (across && inner > 1 && unit_inner)
+        return fs_plan_of(FS_STRIPS, FS_TILE, outer, inner);
+    /* about FS_ROW_TASK elements a task: the per-task cost stays small */
+    return fs_plan_of(FS_ROWS, n < FS_ROW_TASK ? (FS_ROW_TASK + n - 1) / n : 1, outer, inner);
+}
+
+void fs_softmax_plan(fs_softmax_batch *b)
+{
+    const int lse = b->op == FS_LOGSUMEXP;
+    b->plan = fs_plan_layout(b->n, b->inner, b->outer, 1, b->x.s1 == 1 && (lse || b->y.s1 == 1),
+                             b->x.s2 == 1 && b->y.s2 == 1);
+}
+
+void fs_xent_plan(fs_xent_batch *b)
+{
+    /* strips and tiles: class-index targets, the fused forward, no softcap */
+    const int across = b->target.p != NULL && b->lse_in.p == NULL && b->o.softcap == 0.0;
+    const int grad = b->grad.p != NULL;
+    b->plan = fs_plan_layout(b->o.n_classes, b->inner, b->outer, across,
+                             b->x.s1 == 1 && (!grad || b->grad.s1 == 1),
+                             b->x.s2 == 1 && (!grad || b->grad.s2 == 1));
+}
+
+/* ------------------------------------------------------ dtype dispatch */
+
+#define FS_ENTRY(SUF, T) fs_softmax_task_##SUF,
+static void (*const fs_softmax_tasks[])(const fs_softmax_batch *,
+                                        fs_index) = {FS_FOR_EACH_DTYPE(FS_ENTRY)};
+#undef FS_ENTRY
+#define FS_ENTRY(SUF, T) fs_xent_task_##SUF,
+static void (*const fs_xent_tasks[])(const fs_xent_batch *,
+                                     fs_index) = {FS_FOR_EACH_DTYPE(FS_ENTRY)};
+#undef FS_ENTRY
+#define FS_ENTRY(SUF, T) fs_linear_xent_task_##SUF,
+static void (*const fs_linear_tasks[])(const fs_linear_batch *,
+                                       fs_index) = {FS_FOR_EACH_DTYPE(FS_ENTRY)};
+#undef FS_ENTRY
+
+void fs_softmax_task(const fs_softmax_batch *b, fs_index task)
+{
+    fs_softmax_tasks[b->dtype](b, task);
+}
+
+void fs_xent_task(const fs_xent_batch *b, fs_index task)
+{
+    fs_xent_tasks[b->dtype](b, task);
+}
+
+void fs_linear_xent_task(const fs_linear_batch *b, fs_index part)
+{
+    fs_linear_tasks[b->dtype](b, part);
+}
+
+void fs_math_eval(fs_dtype dtype, int fn, const void *x, void *y, fs_index n)
+{
+    if (dtype == FS_F32)
+        fs_math_eval_f32(fn, (const float *)x, (float *)y, n);
+    else
+        fs_math_eval_f64(fn, (const double *)x, (double *)y, n);
+}
+
+double fs_exp_f32_ulp(uint32_t lo, uint32_t hi, int fast, int64_t *n_above_one)
+{
+    double worst = 0.0;
+    int64_t above = 0;
+    for (uint64_t bits = lo; bits <= hi; bits++) {
+        const float x = fs_bits_to_f32((int32_t)(uint32_t)bits);
+        const float y = fast ? fs_exp_fast_f32(x) : fs_exp_f32(x);
+        const double ref = exp((double)x);
+        /* the spacing of floats at the reference (subnormals: the smallest) */
+        const float rf = (float)ref;
+        const double ulp = (double)nextafterf(fabsf(rf), INFINITY) - (double)fabsf(rf);
+        const double err = y == ref ? 0.0 : fabs((double)y - ref) / (ulp > 0 ? ulp : 1e-45);
+        worst = err > worst ? err : worst;
+        above += err > 1.0;
+    }
+    *n_above_one = above;
+    return worst;
+}
 
 #define FS_STR2(x) #x
 #define FS_STR(x) FS_STR2(x)

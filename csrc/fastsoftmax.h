@@ -1,27 +1,54 @@
 /*
- * fastsoftmax C kernels: one call computes one row.
+ * fastsoftmax C kernels.
  *
  * Design
  * ------
  * Three layers, each touching only the one below it:
- *   1. C (this directory): the maths of a single row. Pure C99 plus OpenMP
- *      SIMD pragmas: no Python objects, no GIL, no allocation, never fails.
- *      Every argument has been checked before a kernel is called.
- *   2. Cython (fastsoftmax/_kernels.pyx): loops over rows with OpenMP prange
- *      (static schedule) with the GIL released, and hands each row's pointers
- *      to the C kernel.
- *   3. Python (fastsoftmax/_*.py): argument checks, dtype and shape policy,
- *      output allocation and the choice of thread count.
+ *   1. C (this directory) owns every decision about how a batch is computed.
+ *      A call is described by a batch struct (fs_softmax_batch, fs_xent_batch,
+ *      fs_linear_batch): its shape as (outer, classes, inner), each array's
+ *      element strides, the options. fs_*_plan() chooses how to compute it
+ *      (rows, strips or tiles, below) and cuts it into independent tasks;
+ *      fs_*_task() computes one task. Pure C99 plus OpenMP SIMD pragmas: no
+ *      Python objects, no GIL, no allocation, never fails.
+ *   2. Cython (fastsoftmax/_kernels.pyx) fills the struct from NumPy arrays,
+ *      releases the GIL and runs the tasks with OpenMP prange (static
+ *      schedule). It makes no choice of kernel.
+ *   3. Python (fastsoftmax/_*.py) checks every argument (dtypes, shapes,
+ *      labels in range, writable outputs, strides that are whole elements),
+ *      allocates missing outputs and chooses the thread count.
+ *
+ * Why:
+ * - Tasks are fixed by the batch alone, and every sum inside a row runs in
+ *   fixed blocks (fs_math.h), so results never depend on the thread count.
+ * - One exp per element: the fused cross-entropy stores exp(z - max) in the
+ *   gradient while it sums them, then turns them into the gradient without
+ *   another exp (softcap stores the capped score instead, see xent.h).
+ * - The fast exp serves a block only when every argument is in its range
+ *   (fs_fast_range), checked on the values the exps take.
+ * - Rows of few classes spend their time in per-row set-up, so they are
+ *   computed 64 rows at a time across rows (tiles); a class axis that is
+ *   not the last one is computed across its contiguous inner axis (strips).
+ *
+ * Layouts and the bodies that serve them
+ * --------------------------------------
+ * | batch                                   | plan      | body                  |
+ * |-----------------------------------------|-----------|-----------------------|
+ * | inner = 1, C <= FS_SMALL_C, unit class  | FS_TILES  | transpose, then strip |
+ * |   stride (input and output), no softcap,|           | (softmax.h, xent.h)   |
+ * |   class-index targets, forward          |           |                       |
+ * | inner > 1, unit inner stride, same      | FS_STRIPS | strip                 |
+ * |   conditions otherwise                  |           |                       |
+ * | everything else (any strides, softcap,  | FS_ROWS   | row (unit or general  |
+ * |   probabilities, backward from lse)     |           | class stride)         |
  *
  * Conventions
  * -----------
- * - Names carry op and dtype: fs_<op>_<f32|f64>.
- * - A row is n elements `stride` elements apart (strides are in elements, not
- *   bytes, and may be any value, so a class axis that is not the last one is
- *   handled without a copy). Output rows have strides of their own; an
- *   output may alias its input element for element (in-place).
- * - Sums are accumulated in double for both dtypes; exp is fs_math.h's
- *   vectorisable one.
+ * - Names carry op and dtype: fs_<op>_<f32|f64>; plain names dispatch on
+ *   the batch's dtype through a table built from FS_FOR_EACH_DTYPE.
+ * - Strides are in elements, not bytes, and may be any value; an output may
+ *   alias its input element for element (in place).
+ * - Sums are accumulated in double for every dtype.
  * - Special values follow scipy.special for the softmax family and
  *   torch.nn.functional.cross_entropy for the loss (see the Python docs).
  */
@@ -33,6 +60,68 @@
 
 typedef ptrdiff_t fs_index;
 
+/* Every dtype the kernels are built for: X(suffix, element type). Adding a
+ * dtype is a line here and its instantiation in fastsoftmax.c. */
+#define FS_FOR_EACH_DTYPE(X) X(f32, float) X(f64, double)
+
+typedef enum fs_dtype { FS_F32 = 0, FS_F64 = 1, FS_N_DTYPES } fs_dtype;
+
+/*
+ * Thresholds, each with the measurement that chose it (AMD EPYC Zen 4,
+ * gcc 12, float32):
+ * FS_SMALL_C  rows of at most this many classes go in tiles: at C = 32 a row
+ *             call and a tile row cost the same; at C = 10 the tile is 2.4x
+ *             faster, at C = 64 the row kernel 1.3x.
+ * FS_TILE     rows (columns of a strip) computed together: 64 fill an AVX-512
+ *             loop four times over and keep a tile of 32 classes (8 KiB of
+ *             float) in L1; 32 was 15% slower at C = 10, 128 no faster.
+ * FS_ROW_TASK elements per task of the FS_ROWS plan (whole rows, at least
+ *             one): a task per row cost 12% at 16384 x 100 in dispatch.
+ * FS_GRAIN    elements per thread below which a call runs on one thread: a
+ *             row of 32k exps takes about as long as waking a second thread.
+ * FS_LINEAR_MAX_CLASSES  classes up to which SGD runs fs_linear_xent instead
+ *             of two matrix products: at 64 classes it matches OpenBLAS's
+ *             sgemm pair on batches of 256 x 784 and wins below.
+ * FS_LINEAR_ROWS  rows fs_linear_xent computes together. Not a tuning knob:
+ *             the body is written out for four rows (W is read once per four
+ *             rows; two rows were 1.5x slower, eight spill registers).
+ */
+#define FS_SMALL_C 32
+#define FS_TILE 64
+#define FS_ROW_TASK 4096
+#define FS_GRAIN 32768
+#define FS_LINEAR_MAX_CLASSES 64
+#define FS_LINEAR_ROWS 4
+
+/* An array of a batch: its data and element strides over (outer, class,
+ * inner); for per-row arrays (targets, scales, lse) s0 and s2 index
+ * (outer, inner) and s1 is unused. p is NULL for an absent array. */
+typedef struct fs_arr {
+    void *p;
+    fs_index s0, s1, s2;
+} fs_arr;
+
+typedef enum fs_plan_kind { FS_ROWS = 0, FS_STRIPS = 1, FS_TILES = 2 } fs_plan_kind;
+
+/* How a batch is cut into tasks (set by the fs_*_plan functions). */
+typedef struct fs_plan {
+    fs_plan_kind kind;
+    fs_index per_task; /* rows (FS_ROWS, FS_TILES) or columns (FS_STRIPS) per task */
+    fs_index n_tasks;
+} fs_plan;
+
+typedef enum fs_softmax_op { FS_SOFTMAX = 0, FS_LOG_SOFTMAX = 1, FS_LOGSUMEXP = 2 } fs_softmax_op;
+
+/* softmax or log_softmax of x into y (same shape), or logsumexp of each row
+ * into y (an (outer, inner) array) over the class axis. n >= 1. */
+typedef struct fs_softmax_batch {
+    fs_dtype dtype;
+    fs_softmax_op op;
+    fs_index outer, n, inner;
+    fs_arr x, y;
+    fs_plan plan;
+} fs_softmax_batch;
+
 /* Options of the cross-entropy kernels, shared by every row of a call. */
 typedef struct fs_xent_opts {
     fs_index n_classes;
@@ -43,58 +132,74 @@ typedef struct fs_xent_opts {
     double weight_sum;    /* sum of the class weights (n_classes if NULL) */
 } fs_xent_opts;
 
-#define FS_DECLARE(T, SUF)                                                                        \
-    void fs_softmax_##SUF(const T *x, fs_index n, fs_index xs, T *y, fs_index ys);                \
-    void fs_log_softmax_##SUF(const T *x, fs_index n, fs_index xs, T *y, fs_index ys);            \
-    T fs_logsumexp_##SUF(const T *x, fs_index n, fs_index xs);                                    \
-    double fs_xent_index_##SUF(const fs_xent_opts *o, const T *x, fs_index xs, int64_t target,    \
-                               double g, T *grad, fs_index gs, double *lse_out);                  \
-    double fs_xent_prob_##SUF(const fs_xent_opts *o, const T *x, fs_index xs, const T *q,         \
-                              fs_index qs, double g, T *grad, fs_index gs, double *lse_out);      \
-    void fs_xent_index_grad_##SUF(const fs_xent_opts *o, const T *x, fs_index xs, int64_t target, \
-                                  double lse, double g, T *grad, fs_index gs);                    \
-    void fs_xent_prob_grad_##SUF(const fs_xent_opts *o, const T *x, fs_index xs, const T *q,      \
-                                 fs_index qs, double lse, double g, T *grad, fs_index gs);        \
-    void fs_softmax_strip_##SUF(const T *x, fs_index cs, fs_index w, fs_index n, T *y,            \
-                                fs_index ycs, int op);                                            \
-    void fs_softmax_rows_##SUF(const T *x, fs_index xrs, fs_index xs, fs_index nr, fs_index n,    \
-                               T *y, fs_index yrs, fs_index ys, int op);                          \
-    void fs_xent_index_strip_##SUF(const fs_xent_opts *o, const T *x, fs_index cs, fs_index w,    \
-                                   const int64_t *t, const double *g, T *grad, fs_index gcs,      \
-                                   double *loss, double *lse);                                    \
-    void fs_xent_index_rows_##SUF(const fs_xent_opts *o, const T *x, fs_index xrs, fs_index xs,   \
-                                  fs_index nr, const int64_t *t, const double *g, T *grad,        \
-                                  fs_index grs, fs_index gs, double *loss, double *lse);          \
-    double fs_linear_xent_##SUF(const fs_xent_opts *o, const T *X, fs_index xrs, fs_index d,      \
-                                const int64_t *idx, fs_index n, const int64_t *labels,            \
-                                const double *g, double g_value, const T *W, const T *b, T *gW,   \
-                                T *gb, T *z);
+/*
+ * Cross-entropy of each row of x (outer, C, inner) against class indices
+ * (target: int64, (outer, inner); a label equal to ignore_index, or negative,
+ * is ignored) or class probabilities (q, x's shape, when target.p is NULL).
+ * Forward: loss and lse of row r = i * inner + j into loss[r], lse[r], and
+ * the gradient scaled by the row's g (or g_value when g.p is NULL) into grad
+ * unless grad.p is NULL. Backward (lse_in.p set): the gradient alone, from
+ * each row's lse (double, (outer, inner)). grad may alias x element for
+ * element.
+ */
+typedef struct fs_xent_batch {
+    fs_dtype dtype;
+    fs_index outer, inner;
+    fs_arr x, grad, target, q, g, lse_in;
+    double g_value;
+    double *loss, *lse;
+    int64_t ignore_index;
+    fs_xent_opts o;
+    fs_plan plan;
+} fs_xent_batch;
 
 /*
- * fs_softmax:      y = exp(x - max) / sum(exp(x - max)); NaN row if max is not finite.
- * fs_log_softmax:  y = (x - shift) - log(sum(exp(x - shift))), shift = max or 0 if not finite.
- * fs_logsumexp:    log(sum(exp(x))), max term split out as scipy does; n >= 1.
- * fs_xent_index:   loss of one row against class `target` (< 0: ignored, loss 0, grad 0).
- *                  Writes g * d loss / d x to grad when grad is not NULL (grad may be x).
- * fs_xent_prob:    the same against a probability row q.
- * fs_xent_*_grad:  the gradient alone, from the row's log-sum-exp.
- * fs_softmax_strip: the same over w <= FS_TILE contiguous columns x[c * cs + j]
- *                  (a class axis that is not the last one; logsumexp into y[j]).
- * fs_softmax_rows: softmax (op 0), log_softmax (1) or logsumexp (2, y[r]) of
- *                  nr rows xrs elements apart.
- * fs_xent_index_strip: fs_xent_index over w <= FS_TILE columns x[c * cs + j]
- *                  (no softcap), gradient to grad[c * gcs + j].
- * fs_xent_index_rows: fs_xent_index over nr rows xrs elements apart, with
- *                  labels t[r] (< 0: ignored) and scales g[r]; rows of few
- *                  classes are computed FS_TILE at a time across rows.
- * fs_linear_xent:  a minibatch of a linear model: scores, loss and gradient of
- *                  the weights in one read of each row (rows.h says more).
+ * One minibatch of a linear softmax model with few classes: the rows idx of
+ * X (n x d; all rows in order when idx is NULL), scores z = W x + b, the
+ * cross-entropy against labels[row] (no weights, z_loss or softcap) with
+ * gradient scale g_value * g[row] (g may be NULL), and the gradients of W
+ * and b. The batch is cut into n_parts fixed parts; part k writes its sums
+ * to gW_parts + k * C * d, gb_parts + k * C (when b is not NULL) and
+ * totals[k] (the sum of g[row] * loss), with z_parts + k * FS_LINEAR_ROWS * C
+ * as scratch.
  */
-#define FS_TILE 64
-#define FS_LINEAR_ROWS 4 /* rows fs_linear_xent computes together; z holds as many */
-#define FS_SMALL_C 32
-FS_DECLARE(float, f32)
-FS_DECLARE(double, f64)
+typedef struct fs_linear_batch {
+    fs_dtype dtype;
+    const void *X;
+    fs_index xrs, d, n;
+    const int64_t *idx, *labels;
+    const double *g;
+    double g_value;
+    const void *W, *b;
+    void *gW_parts, *gb_parts, *z_parts;
+    double *totals;
+    fs_index n_parts;
+    fs_xent_opts o;
+} fs_linear_batch;
+
+/* Plans a batch (fills b->plan); then fs_*_task for task in [0, n_tasks). */
+void fs_softmax_plan(fs_softmax_batch *b);
+void fs_softmax_task(const fs_softmax_batch *b, fs_index task);
+void fs_xent_plan(fs_xent_batch *b);
+void fs_xent_task(const fs_xent_batch *b, fs_index task);
+void fs_linear_xent_task(const fs_linear_batch *b, fs_index part);
+
+/* The per-dtype bodies behind the dispatching entry points above. */
+#define FS_DECLARE(SUF, T)                                                   \
+    void fs_softmax_task_##SUF(const fs_softmax_batch *b, fs_index task);    \
+    void fs_xent_task_##SUF(const fs_xent_batch *b, fs_index task);          \
+    void fs_linear_xent_task_##SUF(const fs_linear_batch *b, fs_index part); \
+    void fs_math_eval_##SUF(int fn, const T *x, T *y, fs_index n);
+FS_FOR_EACH_DTYPE(FS_DECLARE)
+#undef FS_DECLARE
+
+/* fs_math.h's functions over arrays, for the test suite: fn 0 exp, 1 the fast
+ * exp, 2 log, 3 log1p (the last two in double whatever T). */
+void fs_math_eval(fs_dtype dtype, int fn, const void *x, void *y, fs_index n);
+/* Largest error in float ulps of fs_exp_f32 (fast = 0) or fs_exp_fast_f32 over
+ * every float whose bits are in [lo, hi], against libm's double exp; the
+ * number of floats above 1 ulp goes to *n_above_one. */
+double fs_exp_f32_ulp(uint32_t lo, uint32_t hi, int fast, int64_t *n_above_one);
 
 /* What the build compiled in, for show_config(). */
 const char *fs_compiler(void);

@@ -1,16 +1,22 @@
 /*
- * Branch-free exp for float and double that GCC and Clang vectorise inside
- * `#pragma omp simd` loops (libm's exp is an opaque call and is not).
+ * Elementary functions that GCC and Clang vectorise inside `#pragma omp simd`
+ * loops (libm's are opaque calls and are not): exp for float and double, log
+ * and log1p for double, and the compensated sum of block sums.
  *
- * exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 in
- * [-ln2/2, ln2/2] (Cody-Waite split of ln 2), exp(r) by a Taylor polynomial
- * (degree 7 for float, 13 for double: truncation error below half an ulp).
- * 2^n is applied as two factors 2^(n/2) so that results that land in the
- * subnormal range are rounded once, as libm does, instead of flushed to 0.
- *
- * Special values follow C99: exp(-inf) = 0, exp(+inf) = +inf, exp(NaN) = NaN,
- * overflow gives +inf, underflow gives the (possibly subnormal) nearest value.
- * Accuracy: about 1 ulp in float and 2 ulp in double over the whole range.
+ * exp(x) = 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2]
+ * (Cody-Waite split of ln 2), exp(r) by a Taylor polynomial of degree 7 for
+ * float and 13 for double (truncation error below half an ulp). The two
+ * versions of each dtype share the reduction and the polynomial:
+ *   fs_exp_<T>       every x: clamped, 2^n applied as two factors so that a
+ *                    subnormal result is rounded once, as libm does; C99's
+ *                    special values (exp(-inf) = 0, exp(+inf) = +inf, NaN).
+ *   fs_exp_fast_<T>  x in [FS_EXP_FAST_LO_<T>, 0] only, where the result is
+ *                    normal: no clamping, 2^n built from the shifter's bits,
+ *                    about half the instructions. The kernels use it on a
+ *                    block only when every argument of the block is in that
+ *                    range (fs_fast_range in reduce.h: the one policy).
+ * Accuracy (tests/test_fs_math.py checks it): float below 2 ulp over the
+ * fast range (every float) and the whole range (sampled), double below 2 ulp.
  */
 #ifndef FS_MATH_H
 #define FS_MATH_H
@@ -31,48 +37,57 @@
 
 /* Always inlined: an out-of-line call inside a loop stops it vectorising. */
 #if defined(_MSC_VER)
-#define FS_MATH_INLINE static __forceinline
+#define FS_INLINE static __forceinline
 #else
-#define FS_MATH_INLINE static inline __attribute__((always_inline))
+#define FS_INLINE static inline __attribute__((always_inline))
 #endif
 
-FS_MATH_INLINE float fs_bits_to_f32(int32_t i)
+FS_INLINE float fs_bits_to_f32(int32_t i)
 {
     float f;
     memcpy(&f, &i, sizeof f);
     return f;
 }
 
-FS_MATH_INLINE double fs_bits_to_f64(int64_t i)
+FS_INLINE int32_t fs_f32_to_bits(float f)
+{
+    int32_t i;
+    memcpy(&i, &f, sizeof i);
+    return i;
+}
+
+FS_INLINE double fs_bits_to_f64(int64_t i)
 {
     double d;
     memcpy(&d, &i, sizeof d);
     return d;
 }
 
-FS_MATH_INLINE int64_t fs_f64_to_bits(double d)
+FS_INLINE int64_t fs_f64_to_bits(double d)
 {
     int64_t i;
     memcpy(&i, &d, sizeof i);
     return i;
 }
 
-FS_MATH_INLINE float fs_exp_f32(float x)
+/* ------------------------------------------------------------------ float */
+
+#define FS_EXP_HI_F32 88.72283935546875f     /* above: +inf */
+#define FS_EXP_LO_F32 (-103.97208404541016f) /* below: 0 */
+#define FS_EXP_FAST_LO_f32 (-87.0f)
+#define FS_SHIFTER_F32 12582912.0f /* 1.5 * 2^23: adding it rounds to an integer */
+
+/* r = x - n ln 2 for t = x log2(e) + shifter, n = t - shifter. */
+FS_INLINE float fs_exp_reduce_f32(float x, float shifter, float *t_out)
 {
-    const float hi = 88.72283935546875f;   /* above: +inf            */
-    const float lo = -103.97208404541016f; /* below: 0 (round down) */
-    const float log2e = 1.44269504088896341f;
-    const float ln2_hi = 0.693145751953125f;
-    const float ln2_lo = 1.428606765330187045e-06f;
-    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    const float t = x * 1.44269504088896341f + shifter;
+    const float n = t - shifter;
+    *t_out = t;
+    return (x - n * 0.693145751953125f) - n * 1.428606765330187045e-06f;
+}
 
-    float xc = x < lo ? lo : x;
-    xc = xc > hi ? hi : xc;
-    float t = xc * log2e + shifter;
-    float n = t - shifter;
-    float r = xc - n * ln2_hi;
-    r = r - n * ln2_lo;
-
+FS_INLINE float fs_exp_poly_f32(float r)
+{
     float p = 1.0f / 5040.0f;
     p = p * r + 1.0f / 720.0f;
     p = p * r + 1.0f / 120.0f;
@@ -80,37 +95,50 @@ FS_MATH_INLINE float fs_exp_f32(float x)
     p = p * r + 1.0f / 6.0f;
     p = p * r + 0.5f;
     p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    return p * r + 1.0f;
+}
 
+FS_INLINE float fs_exp_f32(float x)
+{
+    float t; /* x clamped to [lo, hi]; NaN, below lo and above hi are set at the end */
+    const float xc = fmaxf(fminf(x, FS_EXP_HI_F32), FS_EXP_LO_F32);
+    const float p = fs_exp_poly_f32(fs_exp_reduce_f32(xc, FS_SHIFTER_F32, &t));
     /* n is an integer in [-150, 128]; split it so each half is a normal power of 2. */
-    int32_t ni = (int32_t)n;
-    int32_t n1 = ni >> 1;
-    int32_t n2 = ni - n1;
-    float s1 = fs_bits_to_f32((n1 + 127) << 23);
-    float s2 = fs_bits_to_f32((n2 + 127) << 23);
-    float y = (p * s1) * s2;
-
-    y = x > hi ? INFINITY : y;
-    y = x < lo ? 0.0f : y;
+    const int32_t ni = (int32_t)(t - FS_SHIFTER_F32);
+    const int32_t n1 = ni >> 1, n2 = ni - n1;
+    float y = (p * fs_bits_to_f32((n1 + 127) << 23)) * fs_bits_to_f32((n2 + 127) << 23);
+    y = x > FS_EXP_HI_F32 ? INFINITY : y;
+    y = x < FS_EXP_LO_F32 ? 0.0f : y;
     return x != x ? x : y;
 }
 
-FS_MATH_INLINE double fs_exp_f64(double x)
+FS_INLINE float fs_exp_fast_f32(float x)
 {
-    const double hi = 709.782712893383973;
-    const double lo = -745.1332191019412;
-    const double log2e = 1.4426950408889634074;
-    const double ln2_hi = 6.93147180369123816490e-01;
-    const double ln2_lo = 1.90821492927058770002e-10;
-    const double shifter = 6755399441055744.0; /* 1.5 * 2^52 */
+    /* shifter + 127: the low bits of t hold n + 127, the biased exponent of 2^n */
+    float t;
+    const float p = fs_exp_poly_f32(fs_exp_reduce_f32(x, FS_SHIFTER_F32 + 127.0f, &t));
+    return p * fs_bits_to_f32((int32_t)((uint32_t)fs_f32_to_bits(t) << 23));
+}
 
-    double xc = x < lo ? lo : x;
-    xc = xc > hi ? hi : xc;
-    double t = xc * log2e + shifter;
-    double n = t - shifter;
-    double r = xc - n * ln2_hi;
-    r = r - n * ln2_lo;
+/* ----------------------------------------------------------------- double */
 
+#define FS_EXP_HI_F64 709.782712893383973
+#define FS_EXP_LO_F64 (-745.1332191019412)
+#define FS_EXP_FAST_LO_f64 (-708.0)
+#define FS_SHIFTER_F64 6755399441055744.0 /* 1.5 * 2^52 */
+#define FS_LN2_HI_F64 6.93147180369123816490e-01
+#define FS_LN2_LO_F64 1.90821492927058770002e-10
+
+FS_INLINE double fs_exp_reduce_f64(double x, double shifter, double *t_out)
+{
+    const double t = x * 1.4426950408889634074 + shifter;
+    const double n = t - shifter;
+    *t_out = t;
+    return (x - n * FS_LN2_HI_F64) - n * FS_LN2_LO_F64;
+}
+
+FS_INLINE double fs_exp_poly_f64(double r)
+{
     double p = 1.0 / 6227020800.0;
     p = p * r + 1.0 / 479001600.0;
     p = p * r + 1.0 / 39916800.0;
@@ -124,125 +152,92 @@ FS_MATH_INLINE double fs_exp_f64(double x)
     p = p * r + 1.0 / 6.0;
     p = p * r + 0.5;
     p = p * r + 1.0;
-    p = p * r + 1.0;
+    return p * r + 1.0;
+}
 
+FS_INLINE double fs_exp_f64(double x)
+{
+    double t; /* x clamped to [lo, hi]; NaN, below lo and above hi are set at the end */
+    const double xc = fmax(fmin(x, FS_EXP_HI_F64), FS_EXP_LO_F64);
+    const double p = fs_exp_poly_f64(fs_exp_reduce_f64(xc, FS_SHIFTER_F64, &t));
     /* n is an integer in [-1075, 1024]. Halve it and read the integers back
      * through the shifter's bits: AVX2 has no double -> int64 conversion. */
-    double n1 = (n * 0.5 - 0.25 + shifter) - shifter; /* floor(n / 2) */
-    double n2 = n - n1;
-    int64_t shifter_bits = fs_f64_to_bits(shifter);
-    int64_t e1 = fs_f64_to_bits(n1 + shifter) - shifter_bits + 1023;
-    int64_t e2 = fs_f64_to_bits(n2 + shifter) - shifter_bits + 1023;
-    double s1 = fs_bits_to_f64(e1 << 52);
-    double s2 = fs_bits_to_f64(e2 << 52);
+    const double n = t - FS_SHIFTER_F64;
+    const double n1 = (n * 0.5 - 0.25 + FS_SHIFTER_F64) - FS_SHIFTER_F64; /* floor(n / 2) */
+    const double n2 = n - n1;
+    const int64_t base = fs_f64_to_bits(FS_SHIFTER_F64) - 1023;
+    const double s1 = fs_bits_to_f64((fs_f64_to_bits(n1 + FS_SHIFTER_F64) - base) << 52);
+    const double s2 = fs_bits_to_f64((fs_f64_to_bits(n2 + FS_SHIFTER_F64) - base) << 52);
     double y = (p * s1) * s2;
-
-    y = x > hi ? (double)INFINITY : y;
-    y = x < lo ? 0.0 : y;
+    y = x > FS_EXP_HI_F64 ? (double)INFINITY : y;
+    y = x < FS_EXP_LO_F64 ? 0.0 : y;
     return x != x ? x : y;
 }
 
-/*
- * The common case, fast: exp of x in [FS_EXP_FAST_LO_*, 0], where the result
- * is a normal number. No clamping and no special values, so about half the
- * instructions of fs_exp_*; same polynomial (about 1 ulp). The kernels check
- * a block of arguments (x - max) first and use this only when every one of
- * them is in range (which a NaN or -inf never is).
- */
-#define FS_EXP_FAST_LO_F32 (-87.0f)
-#define FS_EXP_FAST_LO_F64 (-708.0)
-
-FS_MATH_INLINE float fs_exp_fast_f32(float x)
+FS_INLINE double fs_exp_fast_f64(double x)
 {
-    const float log2e = 1.44269504088896341f;
-    const float ln2_hi = 0.693145751953125f;
-    const float ln2_lo = 1.428606765330187045e-06f;
-    /* 1.5 * 2^23 + 127: t's low bits hold n + 127, the biased exponent of 2^n */
-    const float shifter = 12582912.0f + 127.0f;
-    float t = x * log2e + shifter;
-    float n = t - shifter;
-    float r = x - n * ln2_hi;
-    r = r - n * ln2_lo;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t ti;
-    memcpy(&ti, &t, sizeof ti);
-    return p * fs_bits_to_f32((int32_t)((uint32_t)ti << 23));
-}
-
-FS_MATH_INLINE double fs_exp_fast_f64(double x)
-{
-    const double log2e = 1.4426950408889634074;
-    const double ln2_hi = 6.93147180369123816490e-01;
-    const double ln2_lo = 1.90821492927058770002e-10;
-    const double shifter = 6755399441055744.0 + 1023.0; /* low bits: n + 1023 */
-    double t = x * log2e + shifter;
-    double n = t - shifter;
-    double r = x - n * ln2_hi;
-    r = r - n * ln2_lo;
-    double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
+    double t; /* low bits: n + 1023 */
+    const double p = fs_exp_poly_f64(fs_exp_reduce_f64(x, FS_SHIFTER_F64 + 1023.0, &t));
     return p * fs_bits_to_f64((int64_t)((uint64_t)fs_f64_to_bits(t) << 52));
 }
 
 /*
- * log for double, vectorisable: x = 2^k m with m in [sqrt(1/2), sqrt(2)),
- * log(m) = log1p(f) with f = m - 1 by the classic rational form in
- * s = f / (2 + f) (fdlibm's coefficients), k ln 2 added in two parts.
- * Domain: positive normal numbers, and 0 (-inf), +inf (+inf), negative or
- * NaN (NaN). Subnormal inputs are not handled (the kernels only take the log
- * of sums that are 0 or >= 1). About 1 ulp.
+ * log for double: x = 2^k m with m in [sqrt(1/2), sqrt(2)), log(m) = log1p(f)
+ * with f = m - 1 by the classic rational form in s = f / (2 + f) (fdlibm's
+ * coefficients), k ln 2 added in two parts. Domain: positive normal numbers,
+ * and 0 (-inf), +inf (+inf), negative or NaN (NaN); subnormal inputs are not
+ * handled (the kernels take the log of sums that are 0 or >= 1, and of
+ * counts). About 1 ulp.
  */
-FS_MATH_INLINE double fs_log_f64(double x)
+FS_INLINE double fs_log_f64(double x)
 {
-    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
     const double lg1 = 6.666666666666735130e-01, lg2 = 3.999999999940941908e-01;
     const double lg3 = 2.857142874366239149e-01, lg4 = 2.222219843214978396e-01;
     const double lg5 = 1.818357216161805012e-01, lg6 = 1.531383769920937332e-01;
     const double lg7 = 1.479819860511658591e-01;
-    int64_t ix = fs_f64_to_bits(x);
+    const int64_t ix = fs_f64_to_bits(x);
     int64_t e = (int64_t)((uint64_t)ix >> 52) & 0x7ff;
     double m = fs_bits_to_f64((ix & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
-    int big = m > 1.4142135623730951;
+    const int big = m > 1.4142135623730951;
     m = big ? m * 0.5 : m;
     e = big ? e + 1 : e;
     /* e as a double without an int64 -> double conversion (none in AVX2). */
-    double k = fs_bits_to_f64(e | 0x4330000000000000LL) - 4503599627370496.0 - 1023.0;
-    double f = m - 1.0;
-    double s = f / (2.0 + f);
-    double z = s * s, w = z * z;
-    double t1 = w * (lg2 + w * (lg4 + w * lg6));
-    double t2 = z * (lg1 + w * (lg3 + w * (lg5 + w * lg7)));
-    double hfsq = 0.5 * f * f;
-    double y = k * ln2_hi - ((hfsq - (s * (hfsq + t2 + t1) + k * ln2_lo)) - f);
+    const double k = fs_bits_to_f64(e | 0x4330000000000000LL) - 4503599627370496.0 - 1023.0;
+    const double f = m - 1.0;
+    const double s = f / (2.0 + f);
+    const double z = s * s, w = z * z;
+    const double t1 = w * (lg2 + w * (lg4 + w * lg6));
+    const double t2 = z * (lg1 + w * (lg3 + w * (lg5 + w * lg7)));
+    const double hfsq = 0.5 * f * f;
+    double y = k * FS_LN2_HI_F64 - ((hfsq - (s * (hfsq + t2 + t1) + k * FS_LN2_LO_F64)) - f);
     y = x == 0.0 ? -(double)INFINITY : y;
     y = x == (double)INFINITY ? x : y;
     return (x < 0.0 || x != x) ? (double)NAN : y;
 }
 
+/* The log of one row's sum, on the row's critical path: libm's, whose
+ * latency is lower than fs_log_f64's (a division in its chain): 14% of a
+ * log_softmax at 16384 x 100. Loops across rows (strips) use fs_log_f64. */
+FS_INLINE double fs_log_row(double x)
+{
+    return log(x);
+}
+
+/* log1p(q) for q >= 0 (or +inf, NaN): log(1 + q), corrected for the rounding
+ * of 1 + q; q itself where 1 + q rounds to 1. */
+FS_INLINE double fs_log1p_f64(double q)
+{
+    const double u = 1.0 + q;
+    return u == 1.0 ? q : fs_log_f64(u) - ((u - 1.0) - q) / u;
+}
+
 /*
- * Long sums: each block of FS_SUM_BLOCK terms is summed in SIMD lanes, and
- * the block sums are added with Kahan's compensation, so the rounding error
- * stays at a few ulp however long the row (as NumPy's pairwise sum), where
- * one accumulator per lane would lose about n / lanes ulp.
+ * Long sums: each block of FS_SUM_BLOCK terms is summed in SIMD lanes (in
+ * double, for float too: a float accumulator loses up to FS_SUM_BLOCK ulp
+ * where the loop is not vectorised), and the block sums are added with
+ * Kahan's compensation, so the rounding error stays at a few ulp however
+ * long the row (as NumPy's pairwise sum). Blocks are fixed by position, so
+ * a row's sums never depend on the thread that computes it.
  */
 #define FS_SUM_BLOCK 256
 #define FS_BLOCK_END(b, n) ((n) - (b) < FS_SUM_BLOCK ? (n) : (b) + FS_SUM_BLOCK)
@@ -253,10 +248,10 @@ typedef struct fs_sum {
     double s, c; /* sum, compensation */
 } fs_sum;
 
-FS_MATH_INLINE void fs_sum_add(fs_sum *acc, double v)
+FS_INLINE void fs_sum_add(fs_sum *acc, double v)
 {
-    double y = v - acc->c;
-    double t = acc->s + y;
+    const double y = v - acc->c;
+    const double t = acc->s + y;
     /* An infinite sum stays infinite (inf - inf in the compensation would make it NaN). */
     acc->c = isfinite(t) ? (t - acc->s) - y : 0.0;
     acc->s = t;

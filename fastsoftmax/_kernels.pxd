@@ -1,8 +1,43 @@
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint32_t
 
 cdef extern from "fastsoftmax.h" nogil:
     ctypedef Py_ssize_t fs_index
+    enum: FS_SMALL_C
+    enum: FS_TILE
+    enum: FS_GRAIN
+    enum: FS_LINEAR_MAX_CLASSES
     enum: FS_LINEAR_ROWS
+
+    ctypedef enum fs_dtype:
+        FS_F32
+        FS_F64
+        FS_N_DTYPES
+
+    ctypedef struct fs_arr:
+        void *p
+        fs_index s0, s1, s2
+
+    ctypedef enum fs_plan_kind:
+        FS_ROWS
+        FS_STRIPS
+        FS_TILES
+
+    ctypedef struct fs_plan:
+        fs_plan_kind kind
+        fs_index per_task
+        fs_index n_tasks
+
+    ctypedef enum fs_softmax_op:
+        FS_SOFTMAX
+        FS_LOG_SOFTMAX
+        FS_LOGSUMEXP
+
+    ctypedef struct fs_softmax_batch:
+        fs_dtype dtype
+        fs_softmax_op op
+        fs_index outer, n, inner
+        fs_arr x, y
+        fs_plan plan
 
     ctypedef struct fs_xent_opts:
         fs_index n_classes
@@ -12,68 +47,42 @@ cdef extern from "fastsoftmax.h" nogil:
         const double *weight
         double weight_sum
 
-    void fs_softmax_f32(const float *x, fs_index n, fs_index xs, float *y, fs_index ys) noexcept
-    void fs_softmax_f64(const double *x, fs_index n, fs_index xs, double *y, fs_index ys) noexcept
-    void fs_log_softmax_f32(const float *x, fs_index n, fs_index xs, float *y, fs_index ys) noexcept
-    void fs_log_softmax_f64(const double *x, fs_index n, fs_index xs, double *y, fs_index ys) noexcept
-    float fs_logsumexp_f32(const float *x, fs_index n, fs_index xs) noexcept
-    double fs_logsumexp_f64(const double *x, fs_index n, fs_index xs) noexcept
+    ctypedef struct fs_xent_batch:
+        fs_dtype dtype
+        fs_index outer, inner
+        fs_arr x, grad, target, q, g, lse_in
+        double g_value
+        double *loss
+        double *lse
+        int64_t ignore_index
+        fs_xent_opts o
+        fs_plan plan
 
-    double fs_xent_index_f32(const fs_xent_opts *o, const float *x, fs_index xs, int64_t target,
-                             double g, float *grad, fs_index gs, double *lse_out) noexcept
-    double fs_xent_index_f64(const fs_xent_opts *o, const double *x, fs_index xs, int64_t target,
-                             double g, double *grad, fs_index gs, double *lse_out) noexcept
-    double fs_xent_prob_f32(const fs_xent_opts *o, const float *x, fs_index xs, const float *q,
-                            fs_index qs, double g, float *grad, fs_index gs,
-                            double *lse_out) noexcept
-    double fs_xent_prob_f64(const fs_xent_opts *o, const double *x, fs_index xs, const double *q,
-                            fs_index qs, double g, double *grad, fs_index gs,
-                            double *lse_out) noexcept
-    void fs_xent_index_grad_f32(const fs_xent_opts *o, const float *x, fs_index xs,
-                                int64_t target, double lse, double g, float *grad,
-                                fs_index gs) noexcept
-    void fs_xent_index_grad_f64(const fs_xent_opts *o, const double *x, fs_index xs,
-                                int64_t target, double lse, double g, double *grad,
-                                fs_index gs) noexcept
-    void fs_xent_prob_grad_f32(const fs_xent_opts *o, const float *x, fs_index xs,
-                               const float *q, fs_index qs, double lse, double g, float *grad,
-                               fs_index gs) noexcept
-    void fs_xent_prob_grad_f64(const fs_xent_opts *o, const double *x, fs_index xs,
-                               const double *q, fs_index qs, double lse, double g,
-                               double *grad, fs_index gs) noexcept
+    ctypedef struct fs_linear_batch:
+        fs_dtype dtype
+        const void *X
+        fs_index xrs, d, n
+        const int64_t *idx
+        const int64_t *labels
+        const double *g
+        double g_value
+        const void *W
+        const void *b
+        void *gW_parts
+        void *gb_parts
+        void *z_parts
+        double *totals
+        fs_index n_parts
+        fs_xent_opts o
 
-    void fs_xent_index_rows_f32(const fs_xent_opts *o, const float *x, fs_index xrs, fs_index xs,
-                                fs_index nr, const int64_t *t, const double *g, float *grad,
-                                fs_index grs, fs_index gs, double *loss, double *lse) noexcept
-    void fs_xent_index_rows_f64(const fs_xent_opts *o, const double *x, fs_index xrs,
-                                fs_index xs, fs_index nr, const int64_t *t, const double *g,
-                                double *grad, fs_index grs, fs_index gs, double *loss,
-                                double *lse) noexcept
-    void fs_xent_index_strip_f32(const fs_xent_opts *o, const float *x, fs_index cs, fs_index w,
-                                 const int64_t *t, const double *g, float *grad, fs_index gcs,
-                                 double *loss, double *lse) noexcept
-    void fs_xent_index_strip_f64(const fs_xent_opts *o, const double *x, fs_index cs,
-                                 fs_index w, const int64_t *t, const double *g, double *grad,
-                                 fs_index gcs, double *loss, double *lse) noexcept
-    void fs_softmax_strip_f32(const float *x, fs_index cs, fs_index w, fs_index n, float *y,
-                              fs_index ycs, int op) noexcept
-    void fs_softmax_strip_f64(const double *x, fs_index cs, fs_index w, fs_index n, double *y,
-                              fs_index ycs, int op) noexcept
-    void fs_softmax_rows_f32(const float *x, fs_index xrs, fs_index xs, fs_index nr, fs_index n,
-                             float *y, fs_index yrs, fs_index ys, int op) noexcept
-    void fs_softmax_rows_f64(const double *x, fs_index xrs, fs_index xs, fs_index nr,
-                             fs_index n, double *y, fs_index yrs, fs_index ys, int op) noexcept
-    enum: FS_TILE
-    enum: FS_SMALL_C
+    void fs_softmax_plan(fs_softmax_batch *b) noexcept
+    void fs_softmax_task(const fs_softmax_batch *b, fs_index task) noexcept
+    void fs_xent_plan(fs_xent_batch *b) noexcept
+    void fs_xent_task(const fs_xent_batch *b, fs_index task) noexcept
+    void fs_linear_xent_task(const fs_linear_batch *b, fs_index part) noexcept
 
-    double fs_linear_xent_f32(const fs_xent_opts *o, const float *X, fs_index xrs, fs_index d,
-                              const int64_t *idx, fs_index n, const int64_t *labels,
-                              const double *g, double g_value, const float *W, const float *b,
-                              float *gW, float *gb, float *z) noexcept
-    double fs_linear_xent_f64(const fs_xent_opts *o, const double *X, fs_index xrs, fs_index d,
-                              const int64_t *idx, fs_index n, const int64_t *labels,
-                              const double *g, double g_value, const double *W,
-                              const double *b, double *gW, double *gb, double *z) noexcept
+    void fs_math_eval(fs_dtype dtype, int fn, const void *x, void *y, fs_index n) noexcept
+    double fs_exp_f32_ulp(uint32_t lo, uint32_t hi, int fast, int64_t *n_above_one) noexcept
 
     const char *fs_compiler() noexcept
     const char *fs_simd() noexcept

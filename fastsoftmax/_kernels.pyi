@@ -1,10 +1,11 @@
 """Type stubs of the compiled row loops (fastsoftmax/_kernels.pyx).
 
-The loops take NumPy arrays through typed memoryviews: the float arrays of one
-call share one dtype, float32 or float64; class-index targets are any integer
-dtype. ``softmax`` and ``logsumexp`` return a memoryview of their output array.
-The cross-entropy loops scale each row's gradient by ``g`` (one value per row)
-or, when ``g`` is None, by ``g_value``. Keep this file in step with the
+The loops take NumPy arrays through the buffer protocol: the float arrays of
+one call share one dtype, named by its code (``F32``, ``F64``); labels are
+int64 (``check_labels`` takes any integer dtype). ``softmax`` and ``xent``
+return the kind of plan the C layer chose (``ROWS``, ``STRIPS``, ``TILES``).
+``xent`` scales each row's gradient by ``g`` (one value per row) or, when
+``g`` is None, by ``g_value``. Keep this file in step with the
 ``def`` signatures of the .pyx: tests/test_stubs.py runs mypy's stubtest.
 """
 
@@ -24,71 +25,30 @@ def openmp_enabled() -> bool: ...
 def max_threads() -> int: ...
 def compiler() -> str: ...
 def simd() -> str: ...
-def softmax(x: npt.NDArray[_F], y: npt.NDArray[_F], log: bool, n_threads: int) -> object: ...
-def logsumexp(x: npt.NDArray[_F], out: npt.NDArray[_F], n_threads: int) -> object: ...
+def softmax(x: npt.NDArray[_F], y: npt.NDArray[_F], op: int, dtype: int, n_threads: int) -> int: ...
+def xent(
+    x: npt.NDArray[_F],
+    *,
+    grad: npt.NDArray[_F] | None = None,
+    target: npt.NDArray[np.int64] | None = None,
+    q: npt.NDArray[_F] | None = None,
+    g: _Float64 | None = None,
+    g_value: float = 1.0,
+    lse_in: _Float64 | None = None,
+    loss: _Float64 | None = None,
+    lse: _Float64 | None = None,
+    weight: _Float64 | None = None,
+    weight_sum: float = 0.0,
+    ignore_index: int = -1,
+    smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float = 0.0,
+    dtype: int,
+    n_threads: int,
+) -> int: ...
 def check_labels(
     target: _Labels, n_classes: int, ignore_index: int, weight: _Float64 | None
 ) -> tuple[int, int, float]: ...
-def xent_index(
-    x: npt.NDArray[_F],
-    target: _Labels,
-    grad: npt.NDArray[_F] | None,
-    loss: _Float64,
-    lse: _Float64,
-    g: _Float64 | None,
-    g_value: float,
-    weight: _Float64 | None,
-    weight_sum: float,
-    ignore_index: int,
-    smoothing: float,
-    z_loss: float,
-    softcap: float,
-    n_threads: int,
-) -> None: ...
-def xent_prob(
-    x: npt.NDArray[_F],
-    q: npt.NDArray[_F],
-    grad: npt.NDArray[_F] | None,
-    loss: _Float64,
-    lse: _Float64,
-    g: _Float64 | None,
-    g_value: float,
-    weight: _Float64 | None,
-    weight_sum: float,
-    smoothing: float,
-    z_loss: float,
-    softcap: float,
-    n_threads: int,
-) -> None: ...
-def xent_index_grad(
-    x: npt.NDArray[_F],
-    target: _Labels,
-    lse: _Float64,
-    grad: npt.NDArray[_F],
-    g: _Float64 | None,
-    g_value: float,
-    weight: _Float64 | None,
-    weight_sum: float,
-    ignore_index: int,
-    smoothing: float,
-    z_loss: float,
-    softcap: float,
-    n_threads: int,
-) -> None: ...
-def xent_prob_grad(
-    x: npt.NDArray[_F],
-    q: npt.NDArray[_F],
-    lse: _Float64,
-    grad: npt.NDArray[_F],
-    g: _Float64 | None,
-    g_value: float,
-    weight: _Float64 | None,
-    weight_sum: float,
-    smoothing: float,
-    z_loss: float,
-    softcap: float,
-    n_threads: int,
-) -> None: ...
 def linear_xent(
     X: npt.NDArray[_F],
     idx: npt.NDArray[np.int64] | None,
@@ -105,3 +65,13 @@ def linear_xent(
     n_threads: int,
 ) -> float: ...
 def linear_rows() -> int: ...
+def math_eval(x: npt.NDArray[_F], y: npt.NDArray[_F], fn: int, dtype: int) -> None: ...
+def exp_f32_ulp(lo: int, hi: int, fast: bool, n_threads: int) -> tuple[float, int]: ...
+
+GRAIN: int
+LINEAR_MAX_CLASSES: int
+ROWS: int
+STRIPS: int
+TILES: int
+F32: int
+F64: int

@@ -10,7 +10,11 @@ import math
 
 import numpy as np
 
+from fastsoftmax import _kernels
+
 KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# The kernels' code for each dtype (fs_dtype in csrc/fastsoftmax.h).
+DTYPE_CODE = {np.dtype(np.float32): _kernels.F32, np.dtype(np.float64): _kernels.F64}
 
 
 def kernel_ready(a):

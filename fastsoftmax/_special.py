@@ -11,10 +11,20 @@ import math
 import numpy as np
 
 from fastsoftmax import _kernels, reference
-from fastsoftmax._layout import KERNEL_DTYPES, as_kernel_input, rows3, same_layout, view3
+from fastsoftmax._layout import (
+    DTYPE_CODE,
+    KERNEL_DTYPES,
+    as_kernel_input,
+    rows3,
+    same_layout,
+    view3,
+)
 from fastsoftmax._threads import check_n_threads, threads_for
 
 __all__ = ["softmax", "log_softmax", "logsumexp"]
+
+# The kernels' operations (fs_softmax_op in csrc/fastsoftmax.h).
+_SOFTMAX, _LOG_SOFTMAX, _LOGSUMEXP = 0, 1, 2
 
 
 def softmax(x, axis=None, *, out=None, n_threads=None):
@@ -125,7 +135,13 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, n_thre
     kept = [i for i in range(a.ndim) if i not in axes]
     x3 = _rows_over(a, axes)
     res = np.empty(x3.shape[0] * x3.shape[2], dtype=a.dtype)
-    _kernels.logsumexp(x3, res, threads_for(n_threads, a.size))
+    _kernels.softmax(
+        x3,
+        res.reshape(x3.shape[0], x3.shape[2]),
+        _LOGSUMEXP,
+        DTYPE_CODE[a.dtype],
+        threads_for(n_threads, a.size),
+    )
 
     res = res.reshape([a.shape[i] for i in kept])
     if keepdims:
@@ -148,6 +164,7 @@ def _normalise(x, axis, out, n_threads, log):
     axes = reference.reduction_axes(axis, x.ndim)
     x3 = _rows_over(x, axes)
     dtype = x.dtype
+    op = _LOG_SOFTMAX if log else _SOFTMAX
     if out is not None:
         _check_out(out, x.shape, dtype)
     # An out= overlapping x other than element for element would be written
@@ -156,13 +173,15 @@ def _normalise(x, axis, out, n_threads, log):
     if len(axes) == 1:
         y3 = view3(out, x3.shape) if direct else None
         y = None if y3 is not None else np.empty(x3.shape, dtype=dtype)
-        _kernels.softmax(x3, y3 if y3 is not None else y, log, threads_for(n_threads, x.size))
+        _kernels.softmax(
+            x3, y3 if y3 is not None else y, op, DTYPE_CODE[dtype], threads_for(n_threads, x.size)
+        )
         if y is None:
             return out
         return _into(out, y.reshape(x.shape))
     # Several axes: the kernels ran on a copy with those axes moved last.
     y = np.empty(x3.shape, dtype=dtype)
-    _kernels.softmax(x3, y, log, threads_for(n_threads, x.size))
+    _kernels.softmax(x3, y, op, DTYPE_CODE[dtype], threads_for(n_threads, x.size))
     moved = [n for i, n in enumerate(x.shape) if i not in axes] + [x.shape[i] for i in axes]
     y = np.moveaxis(y.reshape(moved), range(x.ndim - len(axes), x.ndim), axes)
     return _into(out, y)

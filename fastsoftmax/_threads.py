@@ -6,8 +6,8 @@ import os
 from fastsoftmax import _kernels
 
 # Below this many elements per thread, waking another thread costs more than
-# it saves: a row of 32k exps takes about as long as a thread hand-off.
-GRAIN = 32768
+# it saves (the measurement is in csrc/fastsoftmax.h, with the other thresholds).
+GRAIN = _kernels.GRAIN
 
 
 def check_n_threads(n_threads):

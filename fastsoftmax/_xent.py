@@ -11,7 +11,7 @@ import operator
 import numpy as np
 
 from fastsoftmax import _kernels
-from fastsoftmax._layout import KERNEL_DTYPES, as_kernel_input, same_layout, view3
+from fastsoftmax._layout import DTYPE_CODE, KERNEL_DTYPES, as_kernel_input, same_layout, view3
 from fastsoftmax._threads import check_n_threads, threads_for
 
 __all__ = ["cross_entropy", "cross_entropy_with_grad", "cross_entropy_backward"]
@@ -348,7 +348,10 @@ class _Call:
             t = _aligned(t, t.dtype.newbyteorder("="), contiguous=False)
             self._check_labels(t)
             self.probs = False
-            self.t2 = t.reshape(self.n_outer, self.n_inner)
+            # The kernels read int64 labels: others are converted once they are
+            # known to be in range (a uint64 ignore_index above 2**63 wraps to a
+            # negative label, which the kernels ignore as well).
+            self.t2 = t.reshape(self.n_outer, self.n_inner).astype(_INT64, copy=False)
         elif t.dtype.kind == "f":
             if t.shape != self.input_shape:
                 raise ValueError(
@@ -490,15 +493,22 @@ class _Call:
         # which the kernels read as negative, i.e. ignored).
         return self.ignore_index if -(2**63) <= self.ignore_index < 2**63 else -1
 
-    def _common(self):
-        return (self.weight, self.weight_sum)
-
-    def _options(self):
-        return (
-            self.smoothing,
-            self.z_loss,
-            self.softcap,
-            threads_for(self.n_threads, self.n_rows * self.n_classes),
+    def _kernel_args(self, g):
+        """The keyword arguments every kernel call of this call shares."""
+        g_rows, g_value = g
+        return dict(
+            target=None if self.probs else self.t2,
+            q=self.q3 if self.probs else None,
+            g=g_rows,
+            g_value=g_value,
+            weight=self.weight,
+            weight_sum=self.weight_sum,
+            ignore_index=self._kernel_ignore(),
+            smoothing=self.smoothing,
+            z_loss=self.z_loss,
+            softcap=self.softcap,
+            dtype=DTYPE_CODE[self.dtype],
+            n_threads=threads_for(self.n_threads, self.n_rows * self.n_classes),
         )
 
     def forward(self, grad, g):
@@ -507,43 +517,14 @@ class _Call:
         lse = np.empty(self.n_rows, dtype=np.float64)
         if self.n_rows:
             gv = None if grad is None else grad.view
-            if self.probs:
-                _kernels.xent_prob(
-                    self.x3, self.q3, gv, loss, lse, *g, *self._common(), *self._options()
-                )
-            else:
-                _kernels.xent_index(
-                    self.x3,
-                    self.t2,
-                    gv,
-                    loss,
-                    lse,
-                    *g,
-                    *self._common(),
-                    self._kernel_ignore(),
-                    *self._options(),
-                )
+            _kernels.xent(self.x3, grad=gv, loss=loss, lse=lse, **self._kernel_args(g))
         if grad is not None:
             grad.finish()
         return loss, lse
 
     def backward(self, lse2, grad, g):
         if self.n_rows:
-            if self.probs:
-                _kernels.xent_prob_grad(
-                    self.x3, self.q3, lse2, grad.view, *g, *self._common(), *self._options()
-                )
-            else:
-                _kernels.xent_index_grad(
-                    self.x3,
-                    self.t2,
-                    lse2,
-                    grad.view,
-                    *g,
-                    *self._common(),
-                    self._kernel_ignore(),
-                    *self._options(),
-                )
+            _kernels.xent(self.x3, grad=grad.view, lse_in=lse2, **self._kernel_args(g))
         grad.finish()
 
 
@@ -637,36 +618,35 @@ def batch_loss_grad(z, labels, g, g_value, label_smoothing, n_threads, loss, lse
     """The fused kernel for the trainer's minibatch loop, without the public checks.
 
     ``z`` is a C-contiguous (m, C) float batch of scores, m >= 1, ``labels``
-    a contiguous intp array of m labels already known to lie in [0, C).
+    a contiguous int64 array of m labels already known to lie in [0, C).
     Writes each row's loss into ``loss[:m]`` (float64; ``lse`` is scratch of
     the same size) and overwrites ``z`` with ``g_i * d loss_i / d z_i``, row
     by row: ``g`` an (m,) float64 array, or None and ``g_value`` for every row.
     Returns ``loss[:m]``.
     """
     m = z.shape[0]
+    labels = labels.astype(_INT64, copy=False)
     _index_rows(z, labels, z, g, g_value, label_smoothing, n_threads, loss[:m], lse[:m])
     return loss[:m]
 
 
 def _index_rows(x, labels, grad, g, g_value, label_smoothing, n_threads, loss, lse):
-    """The fused kernel on C-contiguous (m, C) scores and m labels known to lie in
-    [0, C) or to be -100 (ignored): no weights, z_loss or softcap. Per-row losses
-    and lse into ``loss`` and ``lse``; the gradient, scaled by ``g`` (an (m,)
-    array) or ``g_value``, into ``grad`` unless it is None (it may be ``x``)."""
+    """The fused kernel on C-contiguous (m, C) scores and m int64 labels known to
+    lie in [0, C) or to be -100 (ignored): no weights, z_loss or softcap. Per-row
+    losses and lse into ``loss`` and ``lse``; the gradient, scaled by ``g`` (an
+    (m,) array) or ``g_value``, into ``grad`` unless it is None (it may be ``x``)."""
     m, c = x.shape
-    _kernels.xent_index(
+    _kernels.xent(
         x.reshape(m, c, 1),
-        labels.reshape(m, 1),
-        None if grad is None else grad.reshape(m, c, 1),
-        loss,
-        lse,
-        None if g is None else g.reshape(m, 1),
-        g_value,
-        None,
-        float(c),
-        -100,
-        label_smoothing,
-        0.0,
-        0.0,
-        threads_for(n_threads, m * c),
+        grad=None if grad is None else grad.reshape(m, c, 1),
+        target=labels.reshape(m, 1),
+        g=None if g is None else g.reshape(m, 1),
+        g_value=g_value,
+        loss=loss,
+        lse=lse,
+        weight_sum=float(c),
+        ignore_index=-100,
+        smoothing=label_smoothing,
+        dtype=DTYPE_CODE[x.dtype],
+        n_threads=threads_for(n_threads, m * c),
     )

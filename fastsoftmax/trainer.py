@@ -89,7 +89,7 @@ def _one_scipy_blas_thread():
 # Up to this many classes, SGD runs the fused linear + cross-entropy kernel,
 # which reads each row once and needs no gathered copy of a shuffled batch;
 # above it, two matrix products (BLAS) around the cross-entropy kernel win.
-_FUSED_MAX_CLASSES = 64
+_FUSED_MAX_CLASSES = _kernels.LINEAR_MAX_CLASSES
 # Parts of a batch summed separately (and then in a fixed order) by that kernel.
 _FUSED_PARTS = 8
 

@@ -79,7 +79,8 @@ echo "wheel: $(basename "$wheel_tree")"
 step "sdist contents"
 tar -tzf "$sdist" | sed 's|^[^/]*/||' | sort >"$work/sdist.txt"
 for f in setup.py pyproject.toml MANIFEST.in README.md LICENSE \
-    csrc/fastsoftmax.c csrc/fastsoftmax.h csrc/rows.h csrc/fs_math.h \
+    csrc/fastsoftmax.c csrc/fastsoftmax.h csrc/fs_math.h csrc/fs_instance.h csrc/reduce.h \
+    csrc/softmax.h csrc/xent.h csrc/linear_xent.h \
     fastsoftmax/_kernels.pyx fastsoftmax/_kernels.pxd fastsoftmax/_openmp.pxd \
     fastsoftmax/_kernels.pyi fastsoftmax/py.typed tests/test_build.py; do
     grep -qxF "$f" "$work/sdist.txt" || fail "the sdist lacks $f"

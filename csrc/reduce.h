@@ -1,0 +1,135 @@
+/*
+ * Reductions shared by every kernel, for one dtype. fs_instance.h includes
+ * this file once per dtype with FS_T (element type) and FS_SUF (f32, f64)
+ * defined; the names below get the suffix through FS_LOCAL.
+ */
+
+#define FS_CAT2(a, b) a##b
+#define FS_CAT(a, b) FS_CAT2(a, b)
+#define FS_LOCAL(name) FS_CAT(FS_CAT(name, _), FS_SUF)
+#define FS_EXP FS_CAT(fs_exp_, FS_SUF)
+#define FS_EXP_FAST FS_CAT(fs_exp_fast_, FS_SUF)
+#define FS_EXP_LO FS_CAT(FS_EXP_FAST_LO_, FS_SUF)
+
+/* exp(v), by the fast version where the block was found in its range. */
+#define FS_EXPQ(v) (fast ? FS_EXP_FAST(v) : FS_EXP(v))
+
+/* Largest element, NaN ignored (a NaN still poisons the sums that follow). */
+FS_INLINE FS_T FS_LOCAL(row_max)(const FS_T *x, fs_index n, fs_index xs)
+{
+    FS_T m = -(FS_T)INFINITY;
+    FS_SIMD(reduction(max : m))
+    for (fs_index i = 0; i < n; i++)
+        m = x[i * xs] > m ? x[i * xs] : m;
+    return m;
+}
+
+/* The fast-exp policy: 1 when every x - shift of the block is in the fast
+ * exp's range (never for a NaN or an infinity). */
+FS_INLINE int FS_LOCAL(fast_range)(const FS_T *x, fs_index b0, fs_index b1, fs_index xs, FS_T shift)
+{
+    int ok = 1;
+    FS_SIMD(reduction(& : ok))
+    for (fs_index i = b0; i < b1; i++) {
+        const FS_T d = x[i * xs] - shift;
+        ok &= (d >= FS_EXP_LO) & (d <= (FS_T)0);
+    }
+    return ok;
+}
+
+/* sum of exp(x - shift) over a block; with `store`, each exp goes to y too
+ * (y may alias x). */
+FS_INLINE double FS_LOCAL(exp_block)(const FS_T *x, fs_index b0, fs_index b1, fs_index xs,
+                                     FS_T shift, FS_T *y, fs_index ys, const int fast,
+                                     const int store)
+{
+    double bs = 0;
+    FS_SIMD(reduction(+ : bs))
+    for (fs_index i = b0; i < b1; i++) {
+        const FS_T e = FS_EXPQ(x[i * xs] - shift);
+        if (store)
+            y[i * ys] = e;
+        bs += (double)e;
+    }
+    return bs;
+}
+
+/* Blocked, compensated sum of exp(x - shift) over a row (stored in y with
+ * `store`), each block through the fast exp where the policy allows. */
+FS_INLINE double FS_LOCAL(sum_exp)(const FS_T *x, fs_index n, fs_index xs, FS_T shift, FS_T *y,
+                                   fs_index ys, const int store)
+{
+    fs_sum s = {0.0, 0.0};
+    FS_BLOCKS(b0, b1, n) {
+        const double bs = FS_LOCAL(fast_range)(x, b0, b1, xs, shift)
+                              ? FS_LOCAL(exp_block)(x, b0, b1, xs, shift, y, ys, 1, store)
+                              : FS_LOCAL(exp_block)(x, b0, b1, xs, shift, y, ys, 0, store);
+        fs_sum_add(&s, bs);
+    }
+    return s.s;
+}
+
+FS_INLINE void FS_LOCAL(fill)(FS_T *y, fs_index n, fs_index ys, FS_T value)
+{
+    for (fs_index i = 0; i < n; i++)
+        y[i * ys] = value;
+}
+
+/* ------------------------------------------------------------ strips */
+
+/*
+ * A strip is w <= FS_TILE columns computed together: column j holds the n
+ * scores x[c * cs + j], so every step is a contiguous loop across columns.
+ * It serves a class axis that is not the last one (the columns are the
+ * inner axis) and, after a transpose, tiles of rows with few classes.
+ *
+ * strip_max: each column's maximum into m; returns 1 when the fast exp
+ * serves every x - shift of the strip (no NaN, and the smallest score
+ * minus the shift in range: rounding is monotonic), with the shift of each
+ * column its maximum if finite, else `nonfinite` (softmax shifts by the
+ * maximum itself, the others by 0).
+ */
+FS_INLINE int FS_LOCAL(strip_max)(const FS_T *x, fs_index cs, fs_index w, fs_index n, FS_T *m,
+                                  FS_T *shift, const int shift_nonfinite_by_max)
+{
+    /* per-column flags, reduced once: a reduction clause on the inner loop
+     * would cost a horizontal reduction per class */
+    FS_T lo[FS_TILE];
+    int nan[FS_TILE], bad = 0;
+    for (fs_index j = 0; j < w; j++) {
+        m[j] = -(FS_T)INFINITY;
+        lo[j] = (FS_T)INFINITY;
+        nan[j] = 0;
+    }
+    for (fs_index c = 0; c < n; c++) {
+        const FS_T *col = x + c * cs;
+        FS_SIMD()
+        for (fs_index j = 0; j < w; j++) {
+            m[j] = col[j] > m[j] ? col[j] : m[j];
+            lo[j] = col[j] < lo[j] ? col[j] : lo[j];
+            nan[j] |= col[j] != col[j];
+        }
+    }
+    for (fs_index j = 0; j < w; j++) {
+        const FS_T sh = isfinite(m[j]) || shift_nonfinite_by_max ? m[j] : (FS_T)0;
+        shift[j] = sh;
+        bad |= nan[j] | !(lo[j] - sh >= FS_EXP_LO) | !(m[j] - sh <= (FS_T)0);
+    }
+    return !bad;
+}
+
+/* Tiles: nr <= FS_TILE rows of n <= FS_SMALL_C contiguous classes, transposed
+ * into a class-major stack buffer xt[c * FS_TILE + r] and back. */
+FS_INLINE void FS_LOCAL(tile_in)(const FS_T *x, fs_index xrs, fs_index nr, fs_index n, FS_T *xt)
+{
+    for (fs_index r = 0; r < nr; r++)
+        for (fs_index c = 0; c < n; c++)
+            xt[c * FS_TILE + r] = x[r * xrs + c];
+}
+
+FS_INLINE void FS_LOCAL(tile_out)(const FS_T *xt, fs_index nr, fs_index n, FS_T *y, fs_index yrs)
+{
+    for (fs_index r = 0; r < nr; r++)
+        for (fs_index c = 0; c < n; c++)
+            y[r * yrs + c] = xt[c * FS_TILE + r];
+}

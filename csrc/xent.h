@@ -1,0 +1,478 @@
+/*
+ * Softmax cross-entropy for one dtype (see reduce.h for how this file is
+ * instantiated).
+ *
+ * Notation for one row: z = scores after softcap (z = s tanh(x / s)), m =
+ * max z, shift = m (0 if not finite), S = sum exp(z - shift), lse = shift +
+ * log S, p = exp(z - lse), w = class weights (1 if none), W = sum w, eps =
+ * smoothing, C = n_classes, g = the row's gradient scale. Both kinds of
+ * target are a point mass and a spread u over the classes:
+ *   class index y:  point = (1 - eps) w_y,  u_c = eps / C w_c,  U = eps / C W
+ *   probabilities:  point = 0,              u_c = w_c q'_c,     U = sum u_c,
+ *                   q' = (1 - eps) q + eps / C
+ * and then, with gap = sum_c u_c (shift - z_c),
+ *   loss = point ((shift - z_y) + log S) + U log S + gap + z_loss lse^2
+ *   dloss/dz_c = a p_c - u_c - [c == y] point,  a = point + U + 2 z_loss lse
+ * times dz/dx = 1 - (z / s)^2 with softcap. lse - z is summed as
+ * (shift - z) + log S, two non-negative parts, so the loss keeps its
+ * relative precision when the scores are large.
+ */
+
+/* The score after the optional softcap (tanh in double for every dtype: a
+ * rare path, kept simple). */
+#define FS_SCORE(v) (capped ? cap * (FS_T)tanh((double)((v) / cap)) : (v))
+
+/* The two formulas of the notation above, shared by every body. */
+FS_INLINE double FS_LOCAL(xent_loss)(double point, double shift_minus_zy, int with_u, double U,
+                                     double gap, double log_s, double lse, double z_loss)
+{
+    /* the terms that are 0 by the options are left out (0 * inf would be NaN) */
+    double loss = point * (shift_minus_zy + log_s);
+    loss += with_u ? U * log_s + gap : 0.0;
+    return loss + (z_loss != 0.0 ? z_loss * lse * lse : 0.0);
+}
+
+FS_INLINE double FS_LOCAL(xent_coef)(double g, double point, double U, double lse, double z_loss)
+{
+    return g * (point + U + 2.0 * z_loss * lse);
+}
+
+/* u_c times g (spread = g eps / C, keep = g (1 - eps)): the target's spread. */
+#define FS_SPREAD(i) \
+    ((probs ? q[(i) * qs] * keep + spread : spread) * (weighted ? (FS_T)w[i] : (FS_T)1))
+
+/* sum of u_c and of u_c (shift - z_c) over the n classes of a block, z_c in z
+ * (q and w start at the block too). */
+FS_INLINE void FS_LOCAL(spread_block)(const FS_T *z, fs_index zs, const FS_T *q, fs_index qs,
+                                      const double *w, fs_index n, FS_T shift, FS_T keep,
+                                      FS_T spread, double *U, double *gap, const int probs,
+                                      const int weighted)
+{
+    double bu = 0.0, bgap = 0.0;
+    FS_SIMD(reduction(+ : bu, bgap))
+    for (fs_index i = 0; i < n; i++) {
+        const double u = (double)FS_SPREAD(i);
+        bu += u;
+        bgap += u * (double)(shift - z[i * zs]);
+    }
+    *U = bu;
+    *gap = bgap;
+}
+
+/*
+ * The gradient pass: grad_c = (a E_c - g u_c) dz_c, with E_c, where the pass
+ * finds it (`mode`):
+ *   0  E stored in src (exp(z - shift), src is grad);
+ *   1  z stored in src (softcap), E = exp(z - shift);
+ *   2  src is x, z = score(x), E = exp(z - shift).
+ * `a` already holds the 1 / S of p = E / S. grad may be src.
+ */
+FS_INLINE void FS_LOCAL(grad_block)(const FS_T *src, fs_index ss, const FS_T *q, fs_index qs,
+                                    const double *w, fs_index b0, fs_index b1, FS_T shift, FS_T a,
+                                    FS_T keep, FS_T spread, FS_T cap, FS_T *grad, fs_index gs,
+                                    const int mode, const int capped, const int probs,
+                                    const int with_u, const int weighted, const int fast)
+{
+    FS_SIMD()
+    for (fs_index i = b0; i < b1; i++) {
+        const FS_T v = src[i * ss];
+        const FS_T z = mode == 2 ? FS_SCORE(v) : v;
+        const FS_T e = mode == 0 ? v : FS_EXPQ(z - shift);
+        const FS_T dz = mode != 0 && capped ? (FS_T)1 - (z / cap) * (z / cap) : (FS_T)1;
+        const FS_T u = with_u ? FS_SPREAD(i) : (FS_T)0;
+        grad[i * gs] = (a * e - u) * dz;
+    }
+}
+
+/* The flags a row body runs with, as compile-time constants after inlining. */
+#define FS_GRAD_BLOCK(fast_)                                                                     \
+    FS_LOCAL(grad_block)(src, ss, q, qs, w, b0, b1, shift, a, keep, spread, cap, grad, gs, mode, \
+                         capped, probs, with_u, weighted, fast_)
+
+FS_INLINE void FS_LOCAL(grad_pass)(const FS_T *src, fs_index ss, const FS_T *q, fs_index qs,
+                                   const double *w, fs_index n, FS_T shift, FS_T a, FS_T keep,
+                                   FS_T spread, FS_T cap, FS_T *grad, fs_index gs, const int mode,
+                                   const int capped, const int probs, const int with_u,
+                                   const int weighted)
+{
+    FS_BLOCKS(b0, b1, n) {
+        /* the fast-exp policy on the exps' arguments (mode 2 with softcap
+         * does not hold them, and takes the accurate exp) */
+        if (mode == 0 || (mode == 2 && capped) || !FS_LOCAL(fast_range)(src, b0, b1, ss, shift))
+            FS_GRAD_BLOCK(0);
+        else
+            FS_GRAD_BLOCK(1);
+    }
+}
+
+/* What one row's target is: a class (t < 0: ignored) or a probability row. */
+typedef struct FS_LOCAL(xent_target) {
+    int64_t t;
+    const FS_T *q;
+    fs_index qs;
+} FS_LOCAL(xent_target);
+
+/*
+ * Loss (returned) and lse of one row; with `store`, the gradient scaled by g
+ * into grad (which may alias x). One exp per element without softcap: the
+ * sum pass stores exp(z - shift) in grad, the gradient pass turns it into
+ * the gradient. With softcap the max pass stores z in grad (so x may be
+ * overwritten), and the gradient pass takes the exps again from z.
+ */
+FS_INLINE double FS_LOCAL(xent_row)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
+                                    FS_LOCAL(xent_target) tg, double g, FS_T *grad, fs_index gs,
+                                    double *lse_out, const int store, const int capped,
+                                    const int probs)
+{
+    const fs_index n = o->n_classes;
+    const double eps = o->smoothing, *w = o->weight;
+    const FS_T cap = (FS_T)o->softcap, *q = tg.q;
+    const fs_index qs = tg.qs, t = tg.t;
+    const FS_T zy = !probs && t >= 0 ? FS_SCORE(x[t * xs]) : (FS_T)0; /* before grad is written */
+    const int keep_z = store && capped; /* z lives in grad from the max pass on */
+    const FS_T *src = keep_z ? grad : x;
+    const fs_index ss = keep_z ? gs : xs;
+    FS_T m = -(FS_T)INFINITY;
+    FS_SIMD(reduction(max : m))
+    for (fs_index i = 0; i < n; i++) {
+        const FS_T z = FS_SCORE(x[i * xs]);
+        if (keep_z)
+            grad[i * gs] = z;
+        m = z > m ? z : m;
+    }
+    const FS_T shift = isfinite(m) ? m : (FS_T)0;
+    const int with_u = probs || eps != 0.0;
+    const FS_T keep = (FS_T)(1.0 - eps), spread = (FS_T)(eps / (double)n);
+    fs_sum sum = {0.0, 0.0}, U = {0.0, 0.0}, gap = {0.0, 0.0};
+    FS_BLOCKS(b0, b1, n) {
+        /* The block's scores from src, or with softcap and no gradient buffer,
+         * from a stack copy of z: the same exps and sums, so the same loss, as
+         * the fused call (which keeps z in grad). */
+        const fs_index len = b1 - b0;
+        const FS_T *bz = src + b0 * ss;
+        fs_index bzs = ss;
+        FS_T zb[FS_SUM_BLOCK];
+        if (capped && !keep_z) {
+            for (fs_index i = 0; i < len; i++)
+                zb[i] = FS_SCORE(x[(b0 + i) * xs]);
+            bz = zb;
+            bzs = 1;
+        }
+        const FS_T *bq = probs ? q + b0 * qs : NULL;
+        if (with_u) {
+            double bu, bgap;
+            if (w)
+                FS_LOCAL(spread_block)(bz, bzs, bq, qs, w + b0, len, shift, keep, spread, &bu,
+                                       &bgap, probs, 1);
+            else
+                FS_LOCAL(spread_block)(bz, bzs, bq, qs, NULL, len, shift, keep, spread, &bu, &bgap,
+                                       probs, 0);
+            fs_sum_add(&U, bu);
+            fs_sum_add(&gap, bgap);
+        }
+        const int fast = FS_LOCAL(fast_range)(bz, 0, len, bzs, shift), st = store && !capped;
+        FS_T *bg = st ? grad + b0 * gs : NULL;
+        fs_sum_add(&sum, fast ? FS_LOCAL(exp_block)(bz, 0, len, bzs, shift, bg, gs, 1, st)
+                              : FS_LOCAL(exp_block)(bz, 0, len, bzs, shift, bg, gs, 0, st));
+    }
+    const double s = sum.s, log_s = fs_log_row(s), lse = (double)shift + log_s;
+    *lse_out = lse;
+    if (!probs && t < 0) { /* ignored target */
+        if (store)
+            FS_LOCAL(fill)(grad, n, gs, 0);
+        return 0.0;
+    }
+    if (m == (FS_T)INFINITY) { /* log-softmax of a row holding +inf is NaN, as in torch */
+        if (store)
+            FS_LOCAL(fill)(grad, n, gs, (FS_T)NAN);
+        return NAN;
+    }
+    const double point = probs ? 0.0 : (1.0 - eps) * (w ? w[t] : 1.0);
+    const double Us = probs ? U.s : eps / (double)n * o->weight_sum;
+    const double loss = FS_LOCAL(xent_loss)(point, (double)shift - (double)zy, with_u, Us, gap.s,
+                                            log_s, lse, o->z_loss);
+    if (!store)
+        return loss;
+    const FS_T a = (FS_T)(FS_LOCAL(xent_coef)(g, point, Us, lse, o->z_loss) / s);
+    const FS_T gkeep = (FS_T)(g * (1.0 - eps)), gspread = (FS_T)(g * eps / (double)n);
+    const int mode = capped ? 1 : 0;
+    if (with_u && w)
+        FS_LOCAL(grad_pass)(grad, gs, q, qs, w, n, shift, a, gkeep, gspread, cap, grad, gs, mode,
+                            capped, probs, 1, 1);
+    else
+        FS_LOCAL(grad_pass)(grad, gs, q, qs, w, n, shift, a, gkeep, gspread, cap, grad, gs, mode,
+                            capped, probs, with_u, 0);
+    if (!probs)
+        grad[t * gs] -= (FS_T)(g * point) * (capped ? (FS_T)1 - (zy / cap) * (zy / cap) : (FS_T)1);
+    return loss;
+}
+
+/* The gradient alone of one row, from its lse: p = exp(z - lse), taken as
+ * exp(z - shift) / S with shift = lse rounded to FS_T and S = exp(lse - shift). */
+FS_INLINE void FS_LOCAL(xent_row_grad)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
+                                       FS_LOCAL(xent_target) tg, double lse, double g, FS_T *grad,
+                                       fs_index gs, const int capped, const int probs)
+{
+    const fs_index n = o->n_classes, t = tg.t, qs = tg.qs;
+    const double eps = o->smoothing, *w = o->weight;
+    const FS_T cap = (FS_T)o->softcap, *q = tg.q;
+    if (!probs && t < 0) {
+        FS_LOCAL(fill)(grad, n, gs, 0);
+        return;
+    }
+    if (lse == INFINITY) {
+        FS_LOCAL(fill)(grad, n, gs, (FS_T)NAN);
+        return;
+    }
+    const FS_T zy = !probs ? FS_SCORE(x[t * xs]) : (FS_T)0; /* before grad is written */
+    const FS_T shift = (FS_T)lse;
+    const double s = fs_exp_f64(lse - (double)shift);
+    const FS_T keep = (FS_T)(1.0 - eps), spread = (FS_T)(eps / (double)n);
+    double Us = eps / (double)n * o->weight_sum;
+    if (probs) {
+        fs_sum U = {0.0, 0.0};
+        FS_BLOCKS(b0, b1, n) {
+            double bu, bgap;
+            FS_LOCAL(spread_block)(x + b0 * xs, xs, q + b0 * qs, qs, w ? w + b0 : NULL, b1 - b0, 0,
+                                   keep, spread, &bu, &bgap, 1, w != NULL);
+            fs_sum_add(&U, bu);
+        }
+        Us = U.s;
+    }
+    const double point = probs ? 0.0 : (1.0 - eps) * (w ? w[t] : 1.0);
+    const FS_T a = (FS_T)(FS_LOCAL(xent_coef)(g, point, Us, lse, o->z_loss) / s);
+    const FS_T gkeep = (FS_T)(g * (1.0 - eps)), gspread = (FS_T)(g * eps / (double)n);
+    const int with_u = probs || eps != 0.0;
+    if (with_u && w)
+        FS_LOCAL(grad_pass)(x, xs, q, qs, w, n, shift, a, gkeep, gspread, cap, grad, gs, 2, capped,
+                            probs, 1, 1);
+    else
+        FS_LOCAL(grad_pass)(x, xs, q, qs, w, n, shift, a, gkeep, gspread, cap, grad, gs, 2, capped,
+                            probs, with_u, 0);
+    if (!probs)
+        grad[t * gs] -= (FS_T)(g * point) * (capped ? (FS_T)1 - (zy / cap) * (zy / cap) : (FS_T)1);
+}
+
+/* The exps of classes c0..c1 of a strip: sums into bs (and, with `gap`, the
+ * weighted gaps w_c (shift - z_c), u_c / (eps / C), into bgap), each exp
+ * stored in grad with `store`. */
+FS_INLINE void FS_LOCAL(xent_strip_exps)(const FS_T *x, fs_index cs, fs_index w, fs_index c0,
+                                         fs_index c1, const FS_T *shift, const double *wt,
+                                         FS_T *grad, fs_index gcs, double *bs, double *bgap,
+                                         const int fast, const int gap, const int store)
+{
+    for (fs_index c = c0; c < c1; c++) {
+        const FS_T *col = x + c * cs;
+        const double wc = wt ? wt[c] : 1.0;
+        FS_T *out = store ? grad + c * gcs : NULL;
+        FS_SIMD()
+        for (fs_index j = 0; j < w; j++) {
+            const FS_T v = col[j];
+            const FS_T e = FS_EXPQ(v - shift[j]);
+            bs[j] += (double)e;
+            if (gap)
+                bgap[j] += wc * (double)(shift[j] - v);
+            if (store)
+                out[j] = e;
+        }
+    }
+}
+
+/*
+ * Cross-entropy of a strip of w columns (reduce.h) against class indices t[j]
+ * (< 0: ignored) with scales g[j], no softcap: loss and lse into loss[j],
+ * lse[j], the gradient (unless grad is NULL) into grad[c * gcs + j], which
+ * may be x itself. The formulas of xent_row, across columns.
+ */
+FS_INLINE void FS_LOCAL(xent_strip)(const fs_xent_opts *o, const FS_T *x, fs_index cs, fs_index w,
+                                    const int64_t *t, const double *g, FS_T *grad, fs_index gcs,
+                                    double *loss, double *lse)
+{
+    const fs_index n = o->n_classes;
+    const double eps = o->smoothing, zl = o->z_loss, *wt = o->weight;
+    FS_T m[FS_TILE], shift[FS_TILE], zy[FS_TILE], fillv[FS_TILE];
+    double bs[FS_TILE], bgap[FS_TILE], point[FS_TILE], a[FS_TILE], gb[FS_TILE];
+    fs_sum s[FS_TILE], gap[FS_TILE];
+    int live[FS_TILE];
+    for (fs_index j = 0; j < w; j++) {
+        s[j].s = s[j].c = gap[j].s = gap[j].c = 0.0;
+        zy[j] = t[j] >= 0 ? x[t[j] * cs + j] : (FS_T)0; /* before grad overwrites x */
+        point[j] = t[j] >= 0 ? (1.0 - eps) * (wt ? wt[t[j]] : 1.0) : 0.0;
+    }
+    const int fast = FS_LOCAL(strip_max)(x, cs, w, n, m, shift, 0), with_gap = eps != 0.0;
+    for (fs_index j = 0; j < w; j++) {
+        /* a column with a +inf score has a NaN log-softmax; an ignored one is 0 */
+        live[j] = t[j] >= 0 && m[j] != (FS_T)INFINITY;
+        fillv[j] = t[j] < 0 ? (FS_T)0 : (FS_T)NAN;
+    }
+    FS_BLOCKS(c0, c1, n) {
+        for (fs_index j = 0; j < w; j++)
+            bs[j] = bgap[j] = 0.0;
+        /* The common case with constant flags: its loop has neither the gap
+         * sums nor the accurate exp. */
+        if (fast && !with_gap)
+            FS_LOCAL(xent_strip_exps)(x, cs, w, c0, c1, shift, wt, grad, gcs, bs, bgap, 1, 0,
+                                      grad != NULL);
+        else
+            FS_LOCAL(xent_strip_exps)(x, cs, w, c0, c1, shift, wt, grad, gcs, bs, bgap, fast,
+                                      with_gap, grad != NULL);
+        FS_SIMD()
+        for (fs_index j = 0; j < w; j++) {
+            fs_sum_add(&s[j], bs[j]);
+            fs_sum_add(&gap[j], bgap[j]);
+        }
+    }
+    const double U = eps / (double)n * o->weight_sum;
+    FS_SIMD()
+    for (fs_index j = 0; j < w; j++) {
+        const double log_s = fs_log_f64(s[j].s), l = (double)shift[j] + log_s;
+        const double v = FS_LOCAL(xent_loss)(point[j], (double)shift[j] - (double)zy[j], with_gap,
+                                             U, eps / (double)n * gap[j].s, log_s, l, zl);
+        lse[j] = l;
+        loss[j] = live[j] ? v : (double)fillv[j];
+        a[j] = FS_LOCAL(xent_coef)(g[j], point[j], U, l, zl) / s[j].s;
+        gb[j] = g[j] * eps / (double)n;
+    }
+    if (!grad)
+        return;
+    for (fs_index c = 0; c < n; c++) {
+        FS_T *out = grad + c * gcs;
+        const FS_T wc = wt ? (FS_T)wt[c] : (FS_T)1;
+        FS_SIMD()
+        for (fs_index j = 0; j < w; j++)
+            out[j] = live[j] ? (FS_T)a[j] * out[j] - (FS_T)gb[j] * wc : fillv[j];
+    }
+    for (fs_index j = 0; j < w; j++)
+        if (live[j])
+            grad[t[j] * gcs + j] -= (FS_T)(g[j] * point[j]);
+}
+
+/* Rows of few classes: transposed into a class-major tile, then a strip. */
+FS_INLINE void FS_LOCAL(xent_tile)(const fs_xent_opts *o, const FS_T *x, fs_index xrs, fs_index nr,
+                                   const int64_t *t, const double *g, FS_T *grad, fs_index grs,
+                                   double *loss, double *lse)
+{
+    FS_T xt[FS_SMALL_C * FS_TILE];
+    FS_LOCAL(tile_in)(x, xrs, nr, o->n_classes, xt);
+    FS_LOCAL(xent_strip)(o, xt, FS_TILE, nr, t, g, grad ? xt : NULL, FS_TILE, loss, lse);
+    if (grad)
+        FS_LOCAL(tile_out)(xt, nr, o->n_classes, grad, grs);
+}
+
+/* The target of row (i, j): its label (the ignored one as -1), or its
+ * probability row. */
+FS_INLINE FS_LOCAL(xent_target) FS_LOCAL(target_of)(const fs_xent_batch *b, const fs_row_walk *rw)
+{
+    FS_LOCAL(xent_target) tg = {-1, NULL, 0};
+    if (b->target.p) {
+        const int64_t t = ((const int64_t *)b->target.p)[fs_walk_offset(rw, &b->target)];
+        tg.t = t == b->ignore_index ? -1 : t;
+    } else {
+        tg.q = (const FS_T *)b->q.p + fs_walk_offset(rw, &b->q);
+        tg.qs = b->q.s1;
+    }
+    return tg;
+}
+
+FS_INLINE double FS_LOCAL(scale_of)(const fs_xent_batch *b, const fs_row_walk *rw)
+{
+    return b->g.p ? ((const double *)b->g.p)[fs_walk_offset(rw, &b->g)] : b->g_value;
+}
+
+/* One row of a batch in the FS_ROWS plan: the flags as constants, and the
+ * unit strides as constants where every array has them. */
+#define FS_XENT_ROW(xs_, gs_, store_, capped_, probs_) \
+    FS_LOCAL(xent_row)(&b->o, xr, xs_, tg, gr_scale, gr, gs_, &lse, store_, capped_, probs_)
+#define FS_XENT_ROW_GRAD(xs_, gs_, capped_, probs_) \
+    FS_LOCAL(xent_row_grad)(&b->o, xr, xs_, tg, lse, gr_scale, gr, gs_, capped_, probs_)
+
+FS_INLINE double FS_LOCAL(xent_forward_row)(const fs_xent_batch *b, const FS_T *xr,
+                                            FS_LOCAL(xent_target) tg, double gr_scale, FS_T *gr,
+                                            double *lse_out)
+{
+    const int probs = tg.q != NULL, capped = b->o.softcap != 0.0, store = gr != NULL;
+    const fs_index xs = b->x.s1, gs = b->grad.s1;
+    const int unit = xs == 1 && (!store || gs == 1) && (!probs || tg.qs == 1);
+    double lse, loss;
+    if (capped)
+        loss = probs ? (store ? FS_XENT_ROW(xs, gs, 1, 1, 1) : FS_XENT_ROW(xs, gs, 0, 1, 1))
+                     : (store ? FS_XENT_ROW(xs, gs, 1, 1, 0) : FS_XENT_ROW(xs, gs, 0, 1, 0));
+    else if (probs)
+        loss = store ? (unit ? FS_XENT_ROW(1, 1, 1, 0, 1) : FS_XENT_ROW(xs, gs, 1, 0, 1))
+                     : (unit ? FS_XENT_ROW(1, 1, 0, 0, 1) : FS_XENT_ROW(xs, gs, 0, 0, 1));
+    else
+        loss = store ? (unit ? FS_XENT_ROW(1, 1, 1, 0, 0) : FS_XENT_ROW(xs, gs, 1, 0, 0))
+                     : (unit ? FS_XENT_ROW(1, 1, 0, 0, 0) : FS_XENT_ROW(xs, gs, 0, 0, 0));
+    *lse_out = lse;
+    return loss;
+}
+
+FS_INLINE void FS_LOCAL(xent_backward_row)(const fs_xent_batch *b, const FS_T *xr,
+                                           FS_LOCAL(xent_target) tg, double lse, double gr_scale,
+                                           FS_T *gr)
+{
+    const int probs = tg.q != NULL, capped = b->o.softcap != 0.0;
+    const fs_index xs = b->x.s1, gs = b->grad.s1;
+    const int unit = xs == 1 && gs == 1 && (!probs || tg.qs == 1);
+    if (capped)
+        probs ? FS_XENT_ROW_GRAD(xs, gs, 1, 1) : FS_XENT_ROW_GRAD(xs, gs, 1, 0);
+    else if (probs)
+        unit ? FS_XENT_ROW_GRAD(1, 1, 0, 1) : FS_XENT_ROW_GRAD(xs, gs, 0, 1);
+    else
+        unit ? FS_XENT_ROW_GRAD(1, 1, 0, 0) : FS_XENT_ROW_GRAD(xs, gs, 0, 0);
+}
+
+FS_INLINE void FS_LOCAL(xent_rows)(const fs_xent_batch *b, fs_index r0, fs_index r1)
+{
+    const FS_T *x = (const FS_T *)b->x.p;
+    FS_T *grad = (FS_T *)b->grad.p;
+    fs_row_walk rw = fs_walk_from(r0, b->inner);
+    for (fs_index r = r0; r < r1; r++, fs_walk_next(&rw)) {
+        const FS_T *xr = x + fs_walk_offset(&rw, &b->x);
+        FS_T *gr = grad ? grad + fs_walk_offset(&rw, &b->grad) : NULL;
+        const FS_LOCAL(xent_target) tg = FS_LOCAL(target_of)(b, &rw);
+        const double g = FS_LOCAL(scale_of)(b, &rw);
+        if (b->lse_in.p) {
+            const double lse = ((const double *)b->lse_in.p)[fs_walk_offset(&rw, &b->lse_in)];
+            FS_LOCAL(xent_backward_row)(b, xr, tg, lse, g, gr);
+        } else {
+            b->loss[r] = FS_LOCAL(xent_forward_row)(b, xr, tg, g, gr, &b->lse[r]);
+        }
+    }
+}
+
+FS_DISPATCH void FS_CAT(fs_xent_task_, FS_SUF)(const fs_xent_batch *b, fs_index task)
+{
+    const FS_T *x = (const FS_T *)b->x.p;
+    FS_T *grad = (FS_T *)b->grad.p;
+    const fs_index rows = b->outer * b->inner, per = b->plan.per_task;
+    fs_index r0 = task * per, r1 = rows - r0 < per ? rows : r0 + per;
+    fs_index i = 0, j0 = 0;
+    if (b->plan.kind == FS_ROWS) {
+        FS_LOCAL(xent_rows)(b, r0, r1);
+        return;
+    }
+    if (b->plan.kind == FS_STRIPS) { /* columns j0 .. j0 + per of sample i */
+        const fs_index n_strips = (b->inner + per - 1) / per;
+        i = task / n_strips;
+        j0 = (task - i * n_strips) * per;
+        r0 = i * b->inner + j0;
+        r1 = r0 + (b->inner - j0 < per ? b->inner - j0 : per);
+    }
+    /* labels and scales of the task's rows, gathered on this thread's stack */
+    int64_t tbuf[FS_TILE];
+    double gbuf[FS_TILE];
+    fs_row_walk rw = fs_walk_from(r0, b->inner);
+    for (fs_index r = r0; r < r1; r++, fs_walk_next(&rw)) {
+        tbuf[r - r0] = FS_LOCAL(target_of)(b, &rw).t;
+        gbuf[r - r0] = FS_LOCAL(scale_of)(b, &rw);
+    }
+    if (b->plan.kind == FS_STRIPS)
+        FS_LOCAL(xent_strip)(&b->o, x + i * b->x.s0 + j0, b->x.s1, r1 - r0, tbuf, gbuf,
+                             grad ? grad + i * b->grad.s0 + j0 : NULL, b->grad.s1, b->loss + r0,
+                             b->lse + r0);
+    else
+        FS_LOCAL(xent_tile)(&b->o, x + r0 * b->x.s0, b->x.s0, r1 - r0, tbuf, gbuf,
+                            grad ? grad + r0 * b->grad.s0 : NULL, b->grad.s0, b->loss + r0,
+                            b->lse + r0);
+}
