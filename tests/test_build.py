@@ -97,3 +97,21 @@ def test_show_config_prints_every_key(capsys):
         matching = [line for line in lines if line.split(":", 1)[0].strip() == key]
         assert len(matching) == 1, (key, printed)
         assert matching[0].split(":", 1)[1].strip() == str(value)
+
+
+def test_the_source_folder_does_not_shadow_the_installed_package():
+    # With the src layout, Python started where the README's commands run (the
+    # clone's root) imports the package that was installed, which has its
+    # compiled extension, and never a source folder without one.
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").exists():
+        pytest.skip("not run from a source tree")
+    assert not (root / "fastsoftmax").exists()
+    code = "import fastsoftmax; fastsoftmax.show_config(); print(fastsoftmax.__file__)"
+    run = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "openmp" in run.stdout

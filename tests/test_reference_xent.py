@@ -19,7 +19,7 @@ except Exception:
     # The package (or its compiled extension) may not be importable, e.g. in
     # a tree that has not been built; reference.py is plain NumPy, so load it
     # straight from its file.
-    _path = pathlib.Path(__file__).resolve().parents[1] / "fastsoftmax" / "reference.py"
+    _path = pathlib.Path(__file__).resolve().parents[1] / "src" / "fastsoftmax" / "reference.py"
     _spec = importlib.util.spec_from_file_location("fastsoftmax_reference", _path)
     reference = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(reference)

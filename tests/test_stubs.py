@@ -1,6 +1,6 @@
 """The compiled module's type stubs agree with it, and mypy finds them.
 
-``fastsoftmax/_kernels.pyi`` describes the Cython extension; mypy's stubtest
+``src/fastsoftmax/_kernels.pyi`` describes the Cython extension; mypy's stubtest
 imports the extension and compares every name and signature with the stub.
 The package ships ``py.typed``, so mypy reads the stubs of an installed
 fastsoftmax as well as of a source tree.

@@ -64,7 +64,7 @@ if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
         tar --null -T - -cf -) | tar -xf - -C "$work/src"
 else
     (cd "$root" && tar --exclude=./build --exclude=./dist --exclude='*.so' \
-        --exclude=./fastsoftmax/_kernels.c -cf - .) | tar -xf - -C "$work/src"
+        --exclude=./src/fastsoftmax/_kernels.c -cf - .) | tar -xf - -C "$work/src"
 fi
 
 step "sdist and wheel: python -m build"
@@ -81,11 +81,11 @@ tar -tzf "$sdist" | sed 's|^[^/]*/||' | sort >"$work/sdist.txt"
 for f in setup.py pyproject.toml MANIFEST.in README.md LICENSE \
     csrc/fastsoftmax.c csrc/fastsoftmax.h csrc/fs_math.h csrc/fs_instance.h csrc/reduce.h \
     csrc/softmax.h csrc/xent.h csrc/linear_xent.h \
-    fastsoftmax/_kernels.pyx fastsoftmax/_kernels.pxd fastsoftmax/_openmp.pxd \
-    fastsoftmax/_kernels.pyi fastsoftmax/py.typed tests/test_build.py; do
+    src/fastsoftmax/_kernels.pyx src/fastsoftmax/_kernels.pxd src/fastsoftmax/_openmp.pxd \
+    src/fastsoftmax/_kernels.pyi src/fastsoftmax/py.typed tests/test_build.py; do
     grep -qxF "$f" "$work/sdist.txt" || fail "the sdist lacks $f"
 done
-if grep -E '(\.so|\.pyd|\.o)$|^fastsoftmax/_kernels\.c$|^build/' "$work/sdist.txt"; then
+if grep -E '(\.so|\.pyd|\.o)$|^src/fastsoftmax/_kernels\.c$|^build/' "$work/sdist.txt"; then
     fail "the sdist carries build products"
 fi
 echo "$(wc -l <"$work/sdist.txt") entries; csrc/, the .pyx/.pxd files, stubs and tests present"

@@ -75,7 +75,7 @@ else
     (cd "$repo" && tar --exclude=./build --exclude='*.so' --exclude=./.git -cf - .) |
         (cd "$src" && tar -xf -)
 fi
-rm -f "$src"/fastsoftmax/_kernels*.so "$src"/fastsoftmax/_kernels.c
+rm -f "$src"/src/fastsoftmax/_kernels*.so "$src"/src/fastsoftmax/_kernels.c
 
 # ----------------------------------------------------------------- build
 if [[ $mode == thread ]]; then
@@ -111,7 +111,7 @@ echo "sanitize: building with $flags"
     echo "sanitize: build failed" >&2
     exit 2
 }
-so="$(ls "$src"/fastsoftmax/_kernels*.so)"
+so="$(ls "$src"/src/fastsoftmax/_kernels*.so)"
 marker="__asan_"
 [[ $mode == thread ]] && marker="__tsan_"
 if ! nm -D "$so" | grep "$marker" > /dev/null; then
@@ -140,7 +140,7 @@ if [[ $mode == address ]]; then
     libstdcxx="$("$cc" -print-file-name=libstdc++.so)"
     [[ -e "$libstdcxx" ]] && preload="$preload:$libstdcxx"
 fi
-export PYTHONPATH="$src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$src/src${PYTHONPATH:+:$PYTHONPATH}"
 export LD_PRELOAD="$preload${LD_PRELOAD:+:$LD_PRELOAD}"
 if [[ $mode == thread ]]; then
     # GNU OpenMP is not instrumented: TSan cannot see its barriers, so races
