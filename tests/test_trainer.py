@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 
 import fastsoftmax
 from fastsoftmax import SoftmaxRegression
-from fastsoftmax.trainer import _Objective
+from fastsoftmax.linear_model._objective import Objective as _Objective
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -594,7 +594,7 @@ def test_lbfgs_limits_only_scipys_own_blas():
     import scipy
     from threadpoolctl import threadpool_info
 
-    from fastsoftmax.trainer import _scipy_own_blas
+    from fastsoftmax.linear_model._blas import _scipy_own_blas
 
     own = _scipy_own_blas()
     blas = [p["filepath"] for p in threadpool_info() if p["user_api"] == "blas"]
@@ -631,7 +631,7 @@ def test_import_is_lazy():
 def test_sgd_fused_and_blas_paths_agree(monkeypatch, dtype, shuffle):
     # Few classes go through the fused linear + cross-entropy kernel, many
     # through two matrix products: forced either way, the same training.
-    import fastsoftmax.trainer as trainer
+    import fastsoftmax.linear_model._sgd as sgd
 
     rng = np.random.default_rng(5)
     X = rng.standard_normal((300, 17)).astype(dtype)
@@ -648,7 +648,7 @@ def test_sgd_fused_and_blas_paths_agree(monkeypatch, dtype, shuffle):
         shuffle=shuffle,
     )
     fused = SoftmaxRegression(**params).fit(X, y, sample_weight=sw)
-    monkeypatch.setattr(trainer, "_FUSED_MAX_CLASSES", 0)
+    monkeypatch.setattr(sgd, "_FUSED_MAX_CLASSES", 0)
     blas = SoftmaxRegression(**params).fit(X, y, sample_weight=sw)
     tol = 1e-4 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(fused.coef_, blas.coef_, rtol=tol, atol=tol)
@@ -661,19 +661,19 @@ def test_sgd_fused_and_blas_paths_agree(monkeypatch, dtype, shuffle):
 def test_diverging_run_leaves_the_model_as_it_was(iris, solver, monkeypatch):
     # A diverging fit leaves no model of infinite or NaN coefficients behind:
     # the estimator is unfitted again (a first fit) or keeps the previous model.
-    import fastsoftmax.trainer as trainer
+    import fastsoftmax.linear_model._objective as objective
 
     X, y = iris
     X = X.astype(np.float32)
     huge = X * np.float32(1e30)
     if solver == "lbfgs":  # the objective turns non-finite at its third evaluation
-        calls, penalised = [], trainer._penalised
+        calls, penalised = [], objective.penalised
 
         def failing(w, *args):
             calls.append(1)
             return penalised(w * (np.inf if len(calls) == 3 else 1), *args)
 
-        monkeypatch.setattr(trainer, "_penalised", failing)
+        monkeypatch.setattr(objective, "penalised", failing)
     model = SoftmaxRegression(solver=solver, learning_rate=1e10, max_iter=5, batch_size=16)
     with pytest.raises(ValueError, match="learning_rate|non-finite"):
         model.fit(huge, y)

@@ -25,7 +25,7 @@ __all__ = [
 # they load on first use, so that ``import fastsoftmax`` and the kernels
 # import nothing but NumPy.
 _LAZY = {
-    "SoftmaxRegression": ("fastsoftmax.trainer", "SoftmaxRegression"),
+    "SoftmaxRegression": ("fastsoftmax.linear_model", "SoftmaxRegression"),
     "datasets": ("fastsoftmax.datasets", None),
 }
 

@@ -262,7 +262,7 @@ def run(args):
     from tqdm.auto import tqdm
 
     from fastsoftmax.datasets import load_dataset
-    from fastsoftmax.trainer import SoftmaxRegression
+    from fastsoftmax.linear_model import SoftmaxRegression
 
     target = args.target
     if target is not None and target.lstrip("-").isdigit():

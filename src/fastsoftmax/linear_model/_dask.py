@@ -16,7 +16,8 @@ from sklearn.utils import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array
 
-from fastsoftmax.trainer import _loss_grad, _penalised
+from fastsoftmax.linear_model._lbfgs import run_lbfgs
+from fastsoftmax.linear_model._objective import loss_grad, penalised
 
 __all__ = ["fit", "predict"]
 
@@ -61,7 +62,39 @@ def _weights(y_enc, sample_weight, class_weights):
 
 
 def _chunk_loss_grad(X, y, grad_output, coef, intercept, label_smoothing, n_threads):
-    return _loss_grad(X, y, grad_output, coef, intercept, label_smoothing, n_threads)
+    return loss_grad(X, y, grad_output, coef, intercept, label_smoothing, n_threads)
+
+
+def _grad_output(model, X, y_enc, y_local, classes, sample_weight):
+    """Each row's weight in the mean loss (a dask array summing to 1), or None
+    when every row weighs the same."""
+    _, da = _import_dask()
+    if sample_weight is None and model.class_weight is None:
+        return None
+    cw = (
+        None
+        if model.class_weight is None
+        else compute_class_weight(model.class_weight, classes=classes, y=y_local)
+    )
+    sw = (
+        None
+        if sample_weight is None
+        else _rows_like(sample_weight, X, "sample_weight").astype(np.float64)
+    )
+    w = (
+        da.map_blocks(_weights, y_enc, sw, cw, dtype=np.float64)
+        if sw is not None
+        else y_enc.map_blocks(_weights, None, cw, dtype=np.float64)
+    )
+    w = w.persist()
+    if bool((w < 0).any().compute()):
+        raise ValueError("sample_weight must be non-negative")
+    total = float(w.sum().compute())
+    if not total > 0:
+        raise ValueError(
+            f"the sample weights (times the class weights) must have a positive sum, got {total}"
+        )
+    return w / total
 
 
 def fit(model, X, y, sample_weight, callback):
@@ -98,34 +131,7 @@ def fit(model, X, y, sample_weight, callback):
     y_enc = y.map_blocks(_encode, classes, dtype=np.intp)
 
     n = X.shape[0]
-    if sample_weight is None and model.class_weight is None:
-        grad_output = None
-    else:
-        cw = (
-            None
-            if model.class_weight is None
-            else compute_class_weight(model.class_weight, classes=classes, y=y_local)
-        )
-        sw = (
-            None
-            if sample_weight is None
-            else _rows_like(sample_weight, X, "sample_weight").astype(np.float64)
-        )
-        w = (
-            da.map_blocks(_weights, y_enc, sw, cw, dtype=np.float64)
-            if sw is not None
-            else y_enc.map_blocks(_weights, None, cw, dtype=np.float64)
-        )
-        w = w.persist()
-        if bool((w < 0).any().compute()):
-            raise ValueError("sample_weight must be non-negative")
-        total = float(w.sum().compute())
-        if not total > 0:
-            raise ValueError(
-                f"the sample weights (times the class weights) must have a "
-                f"positive sum, got {total}"
-            )
-        grad_output = w / total
+    grad_output = _grad_output(model, X, y_enc, y_local, classes, sample_weight)
     X, y_enc, grad_output = dask.persist(X, y_enc, grad_output)
     # The weighted mean of the features: L-BFGS works on the model of the
     # centred features, as in memory.
@@ -135,22 +141,9 @@ def fit(model, X, y, sample_weight, callback):
         center = (X.astype(np.float64) * grad_output[:, None]).sum(axis=0)
     center = np.asarray(center.compute(), dtype=np.float64)
 
-    warm = (
-        model.warm_start
-        and hasattr(model, "coef_")
-        and model.coef_.shape == (len(classes), X.shape[1])
-        and np.array_equal(model.classes_, classes)
-    )
     model.__dict__.pop("feature_names_in_", None)
-    model.classes_ = classes
     model.n_features_in_ = X.shape[1]
-    if warm:
-        model.coef_ = model.coef_.astype(X.dtype)
-        model.intercept_ = model.intercept_.astype(X.dtype)
-    else:
-        model._init_params(X.dtype)
-    model.n_iter_ = 0
-    model.loss_curve_ = []
+    model._start_fit(classes, X.dtype)
 
     x_blocks = X.to_delayed().ravel().tolist()
     y_blocks = y_enc.to_delayed().ravel().tolist()
@@ -170,7 +163,7 @@ def fit(model, X, y, sample_weight, callback):
         model.label_smoothing,
         model.n_threads,
     )
-    result = model._run_lbfgs(objective, callback, center)
+    result = run_lbfgs(model, objective, callback, center)
     model.n_iter_ = int(result.nit)
     return model
 
@@ -210,7 +203,7 @@ class _ChunkedObjective:
         loss = sum(p[0] for p in parts)
         grad_coef = functools.reduce(np.add, (p[1] for p in parts))
         grad_b = functools.reduce(np.add, (p[2] for p in parts))
-        return _penalised(w, loss, grad_coef, grad_b, size, self.alpha, self.fit_intercept)
+        return penalised(w, loss, grad_coef, grad_b, size, self.alpha, self.fit_intercept)
 
 
 def predict(model, method, X):

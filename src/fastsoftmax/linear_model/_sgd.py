@@ -1,0 +1,223 @@
+"""Minibatch SGD (with optional momentum) in buffers allocated once per epoch.
+
+The scores of a batch become their own gradient in place, scaled by the
+learning rate when there is no momentum, so that their product with the
+batch is the step itself. With few classes each batch is one kernel that
+reads every row once, straight from its place in X.
+"""
+
+import math
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.extmath import safe_sparse_dot
+
+from fastsoftmax import _kernels
+from fastsoftmax._threads import check_n_threads, threads_for
+from fastsoftmax._xent import batch_loss_grad
+from fastsoftmax.linear_model._common import Diverged
+
+# Up to this many classes, SGD runs the fused linear + cross-entropy kernel,
+# which reads each row once and needs no gathered copy of a shuffled batch;
+# above it, two matrix products (BLAS) around the cross-entropy kernel win.
+_FUSED_MAX_CLASSES = _kernels.LINEAR_MAX_CLASSES
+# Parts of a batch summed separately (and then in a fixed order) by that kernel.
+_FUSED_PARTS = 8
+
+
+def fit_sgd(model, X, y_enc, weights, rng, callback):
+    best, stalled, converged = np.inf, 0, False
+    for epoch in range(1, model.max_iter + 1):
+        loss = sgd_epoch(model, X, y_enc, weights, rng, epoch)
+        model.n_iter_ = epoch
+        model.loss_curve_.append(loss)
+        if model._report(epoch, loss, callback):
+            return
+        if model.tol is not None:
+            stalled = stalled + 1 if loss > best - model.tol else 0
+            best = min(best, loss)
+            if stalled >= model.n_iter_no_change:
+                converged = True
+                break
+    if not converged and model.tol is not None:
+        warnings.warn(
+            f"SoftmaxRegression(solver='sgd') stopped at max_iter={model.max_iter} epochs "
+            f"while the loss was still falling by more than tol={model.tol}. Increase "
+            "max_iter, or set tol=None to run exactly max_iter epochs.",
+            ConvergenceWarning,
+            stacklevel=5,
+        )
+
+
+def sgd_epoch(model, X, y, weights, rng, epoch):
+    """One pass of minibatch SGD over (X, y); returns the epoch's mean objective."""
+    coef, intercept = model.coef_, model.intercept_
+    dtype = coef.dtype
+    n, n_classes = X.shape[0], coef.shape[0]
+    batch = min(model.batch_size, n)
+    lr, alpha, mu = float(model.learning_rate), float(model.alpha), float(model.momentum)
+    nesterov, fit_intercept = model.nesterov, model.fit_intercept
+    dense = not sp.issparse(X)
+    vel = getattr(model, "_velocity", None)
+    if vel is None or vel.shape != coef.shape or vel.dtype != dtype:
+        model._reset_velocity()
+    vel, vel_b = model._velocity, model._velocity_intercept
+    coef_flat = coef.reshape(-1)
+    # Without momentum the kernel scales the gradient of the scores by the
+    # learning rate, so that the product with the batch is the step itself.
+    scale = lr if mu == 0.0 else 1.0
+
+    # Every array the loop writes, allocated once per epoch.
+    order = rng.permutation(n) if model.shuffle else None
+    grad, grad_b = np.empty_like(coef), np.empty_like(intercept)
+    tmp = np.empty_like(coef) if mu or alpha else None
+    ls, n_threads = float(model.label_smoothing), check_n_threads(model.n_threads)
+    rows_contiguous = dense and (X.shape[1] <= 1 or X.strides[1] == dtype.itemsize)
+    if rows_contiguous and X.flags.aligned and n_classes <= _FUSED_MAX_CLASSES and X.dtype == dtype:
+        batch_grad = _fused_batches(model, X, y, weights, order, batch, scale, ls, n_threads)
+    else:
+        batch_grad = _blas_batches(model, X, y, weights, order, batch, scale, ls, n_threads)
+
+    total = 0.0
+    for start in range(0, n, batch):
+        stop = min(start + batch, n)
+        m = stop - start
+        loss = batch_grad(start, stop, grad, grad_b if fit_intercept else None)
+        if not math.isfinite(loss):
+            diverged(model, loss, epoch, start // batch + 1)
+        total += loss * m
+        if mu == 0.0:  # grad is already lr times the gradient
+            if alpha:
+                coef *= 1.0 - lr * alpha
+            coef -= grad
+            if fit_intercept:
+                intercept -= grad_b
+            continue
+        # As torch.optim.SGD: weight decay joins the gradient, which joins
+        # the velocity; Nesterov steps along gradient + momentum * velocity.
+        if alpha:
+            grad += np.multiply(coef, alpha, out=tmp)
+        vel *= mu
+        vel += grad
+        if nesterov:
+            grad += np.multiply(vel, mu, out=tmp)
+            step = grad
+        else:
+            step = vel
+        coef -= np.multiply(step, lr, out=tmp)
+        if fit_intercept:
+            vel_b *= mu
+            vel_b += grad_b
+            intercept -= lr * (grad_b + mu * vel_b if nesterov else vel_b)
+    objective = total / n + 0.5 * alpha * float(np.dot(coef_flat, coef_flat))
+    if not math.isfinite(objective):
+        diverged(model, objective, epoch, None)
+    return objective
+
+
+def _fused_batches(model, X, y, weights, order, batch, scale, ls, n_threads):
+    """Batch gradients from the fused linear + cross-entropy kernel: each row of
+    the batch is read once, straight from X (no gathered copy)."""
+    coef, intercept = model.coef_, model.intercept_
+    dtype, (n_classes, n_features) = coef.dtype, coef.shape
+    # A fixed number of parts per batch, each with its own sums, so that the
+    # result does not depend on the number of threads.
+    parts = max(1, min(_FUSED_PARTS, batch))
+    gW_parts = np.empty((parts, n_classes, n_features), dtype=dtype)
+    gb_parts = np.empty((parts, n_classes), dtype=dtype)
+    z_parts = np.empty((parts, _kernels.linear_rows() * n_classes), dtype=dtype)
+    totals = np.empty(parts)
+    labels = np.ascontiguousarray(y, dtype=np.int64)
+    w = None if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
+    threads = threads_for(n_threads, batch * n_features)
+
+    def batch_grad(start, stop, grad, grad_b):
+        m = stop - start
+        idx = None if order is None else order[start:stop]
+        rows = X if order is not None else X[start:stop]
+        total = _kernels.linear_xent(
+            rows,
+            idx,
+            labels if order is not None else labels[start:stop],
+            w if (w is None or order is not None) else w[start:stop],
+            scale / m,
+            coef,
+            intercept if grad_b is not None else None,
+            gW_parts,
+            gb_parts if grad_b is not None else None,
+            z_parts,
+            totals,
+            ls,
+            threads,
+        )
+        np.sum(gW_parts, axis=0, out=grad)
+        if grad_b is not None:
+            np.sum(gb_parts, axis=0, out=grad_b)
+        return total / m
+
+    return batch_grad
+
+
+def _blas_batches(model, X, y, weights, order, batch, scale, ls, n_threads):
+    """Batch gradients from two matrix products around the fused kernel
+    (many classes, sparse X)."""
+    coef, intercept = model.coef_, model.intercept_
+    dtype, n_classes = coef.dtype, coef.shape[0]
+    dense = not sp.issparse(X)
+    coef_t = coef.T
+    x_buf = np.empty((batch, X.shape[1]), dtype=dtype) if dense and order is not None else None
+    z_buf = np.empty((batch, n_classes), dtype=dtype)
+    y_buf = np.empty(batch, dtype=y.dtype)
+    g_buf = None if weights is None else np.empty(batch)
+    loss_buf, lse_buf = np.empty(batch), np.empty(batch)
+
+    def batch_grad(start, stop, grad, grad_b):
+        m = stop - start
+        if order is None:
+            xb, yb = X[start:stop], y[start:stop]
+            gb = (
+                None
+                if weights is None
+                else np.multiply(weights[start:stop], scale / m, out=g_buf[:m])
+            )
+        else:
+            # mode='clip' (the indices are valid) lets take write straight
+            # into the buffer; the default mode buffers the output first.
+            idx = order[start:stop]
+            xb = np.take(X, idx, axis=0, out=x_buf[:m], mode="clip") if dense else X[idx]
+            yb = np.take(y, idx, out=y_buf[:m], mode="clip")
+            gb = None if weights is None else np.take(weights, idx, out=g_buf[:m], mode="clip")
+            if gb is not None:
+                gb *= scale / m
+        z = z_buf[:m]
+        if dense:
+            np.matmul(xb, coef_t, out=z)
+        else:
+            z[...] = safe_sparse_dot(xb, coef_t, dense_output=True)
+        if grad_b is not None:
+            z += intercept
+        # The scores become (scale times) d(batch loss)/d(scores), in place;
+        # the labels were checked once, when they were encoded.
+        rows = batch_loss_grad(z, yb, gb, scale / m, ls, n_threads, loss_buf, lse_buf)
+        loss = float(rows.sum()) / m if gb is None else float(np.dot(rows, gb)) / scale
+        if dense:
+            np.matmul(z.T, xb, out=grad)
+        else:
+            grad[...] = safe_sparse_dot(xb.T, z, dense_output=True).T
+        if grad_b is not None:
+            np.sum(z, axis=0, out=grad_b)
+        return loss
+
+    return batch_grad
+
+
+def diverged(model, loss, epoch, batch):
+    where = f"epoch {epoch}" + ("" if batch is None else f", batch {batch}")
+    raise Diverged(
+        f"The training loss became {loss} at {where} of solver='sgd' with "
+        f"learning_rate={model.learning_rate}: the steps are too large for this data. "
+        "Lower learning_rate (and/or momentum), or scale the features (e.g. with "
+        "StandardScaler)."
+    )
