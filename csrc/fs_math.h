@@ -15,8 +15,10 @@
  *                    about half the instructions. The kernels use it on a
  *                    block only when every argument of the block is in that
  *                    range (fs_fast_range in reduce.h: the one policy).
- * Accuracy (tests/test_fs_math.py checks it): float below 2 ulp over the
- * fast range (every float) and the whole range (sampled), double below 2 ulp.
+ * Accuracy, against a correctly rounded exp (tests/test_fs_math.py checks
+ * it): float below 1.25 ulp (1.21 at worst over every float of the fast
+ * range, 0.01% of them above 1 ulp), double below 1.2 ulp (1.14 at worst in
+ * 2 million samples).
  */
 #ifndef FS_MATH_H
 #define FS_MATH_H
@@ -187,7 +189,7 @@ FS_INLINE double fs_exp_fast_f64(double x)
  * coefficients), k ln 2 added in two parts. Domain: positive normal numbers,
  * and 0 (-inf), +inf (+inf), negative or NaN (NaN); subnormal inputs are not
  * handled (the kernels take the log of sums that are 0 or >= 1, and of
- * counts). About 1 ulp.
+ * counts). Below 0.75 ulp (0.73 at worst in 2 million samples).
  */
 FS_INLINE double fs_log_f64(double x)
 {
@@ -224,11 +226,12 @@ FS_INLINE double fs_log_row(double x)
 }
 
 /* log1p(q) for q >= 0 (or +inf, NaN): log(1 + q), corrected for the rounding
- * of 1 + q; q itself where 1 + q rounds to 1. */
+ * of 1 + q; q itself where 1 + q rounds to 1. Below 1.2 ulp (1.13 sampled). */
 FS_INLINE double fs_log1p_f64(double q)
 {
     const double u = 1.0 + q;
-    return u == 1.0 ? q : fs_log_f64(u) - ((u - 1.0) - q) / u;
+    const double y = u == 1.0 ? q : fs_log_f64(u) - ((u - 1.0) - q) / u;
+    return q == (double)INFINITY ? q : y; /* inf - inf / inf would be NaN */
 }
 
 /*
