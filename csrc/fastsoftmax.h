@@ -68,29 +68,42 @@ typedef enum fs_dtype { FS_F32 = 0, FS_F64 = 1, FS_N_DTYPES } fs_dtype;
 
 /*
  * Thresholds, each with the measurement that chose it (AMD EPYC Zen 4,
- * gcc 12, float32):
- * FS_SMALL_C  rows of at most this many classes go in tiles: at C = 32 a row
- *             call and a tile row cost the same; at C = 10 the tile is 2.4x
- *             faster, at C = 64 the row kernel 1.3x.
- * FS_TILE     rows (columns of a strip) computed together: 64 fill an AVX-512
- *             loop four times over and keep a tile of 32 classes (8 KiB of
- *             float) in L1; 32 was 15% slower at C = 10, 128 no faster.
+ * gcc 12, float32, one thread, hot; the fused forward + backward):
+ * FS_SMALL_C  rows of at most this many classes go in tiles, which beat
+ *             the row kernel up to 64 classes and lose from 96 (ns a row,
+ *             tile against row, float32 / float64): C = 32 28 / 45, 38 / 56;
+ *             C = 48 39 / 48, 54 / 64; C = 64 51 / 55, 72 / 79; C = 96 75 /
+ *             63, 140 / 98. A tile of 64 classes is 16 KiB of float32.
+ * FS_TILE     rows (columns of a strip) computed together: 32 costs the
+ *             same as 64 at C = 10 and 6% more at C = 32; 128 gains 10% at
+ *             C = 10 and 2% at C = 32 for a stack tile twice the size.
  * FS_ROW_TASK elements per task of the FS_ROWS plan (whole rows, at least
- *             one): a task per row cost 12% at 16384 x 100 in dispatch.
+ *             one): against a task per row, 3.5% less at C = 100, the same
+ *             at C = 1000.
  * FS_GRAIN    elements per thread below which a call runs on one thread: a
  *             row of 32k exps takes about as long as waking a second thread.
  * FS_LINEAR_MAX_CLASSES  classes up to which SGD runs fs_linear_xent instead
- *             of two matrix products: at 64 classes it matches OpenBLAS's
- *             sgemm pair on batches of 256 x 784 and wins below.
+ *             of two matrix products around the cross-entropy. MEASURE_LINEAR
  * FS_LINEAR_ROWS  rows fs_linear_xent computes together. Not a tuning knob:
- *             the body is written out for four rows (W is read once per four
- *             rows; two rows were 1.5x slower, eight spill registers).
+ *             the body is written out for four rows (linear_xent.h), so that
+ *             W and its gradient are loaded once per four rows.
+ * Each may be set at compile time (-DFS_TILE=32) to measure it again.
  */
-#define FS_SMALL_C 32
+#ifndef FS_SMALL_C
+#define FS_SMALL_C 64
+#endif
+#ifndef FS_TILE
 #define FS_TILE 64
+#endif
+#ifndef FS_ROW_TASK
 #define FS_ROW_TASK 4096
+#endif
+#ifndef FS_GRAIN
 #define FS_GRAIN 32768
+#endif
+#ifndef FS_LINEAR_MAX_CLASSES
 #define FS_LINEAR_MAX_CLASSES 64
+#endif
 #define FS_LINEAR_ROWS 4
 
 /* An array of a batch: its data and element strides over (outer, class,

@@ -112,37 +112,21 @@ typedef struct FS_LOCAL(xent_target) {
     fs_index qs;
 } FS_LOCAL(xent_target);
 
-/*
- * Loss (returned) and lse of one row; with `store`, the gradient scaled by g
- * into grad (which may alias x). One exp per element without softcap: the
- * sum pass stores exp(z - shift) in grad, the gradient pass turns it into
- * the gradient. With softcap the max pass stores z in grad (so x may be
- * overwritten), and the gradient pass takes the exps again from z.
- */
-FS_INLINE double FS_LOCAL(xent_row)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
-                                    FS_LOCAL(xent_target) tg, double g, FS_T *grad, fs_index gs,
-                                    double *lse_out, const int store, const int capped,
-                                    const int probs)
+/* The sum pass of xent_row: S = sum exp(z - shift) (each exp stored in grad
+ * when the gradient follows without softcap), and with the target's spread
+ * U = sum u_c and gap = sum u_c (shift - z_c). With softcap z is in grad
+ * already (keep_z) or, without a gradient, taken again from x. */
+FS_INLINE void FS_LOCAL(xent_sums)(const FS_T *x, fs_index xs, FS_LOCAL(xent_target) tg,
+                                   const double *w, fs_index n, FS_T shift, FS_T keep, FS_T spread,
+                                   FS_T cap, FS_T *grad, fs_index gs, double *s_out, double *U_out,
+                                   double *gap_out, const int store, const int capped,
+                                   const int probs, const int with_u)
 {
-    const fs_index n = o->n_classes;
-    const double eps = o->smoothing, *w = o->weight;
-    const FS_T cap = (FS_T)o->softcap, *q = tg.q;
-    const fs_index qs = tg.qs, t = tg.t;
-    const FS_T zy = !probs && t >= 0 ? FS_SCORE(x[t * xs]) : (FS_T)0; /* before grad is written */
-    const int keep_z = store && capped; /* z lives in grad from the max pass on */
+    const FS_T *q = tg.q;
+    const fs_index qs = tg.qs;
+    const int keep_z = store && capped;
     const FS_T *src = keep_z ? grad : x;
     const fs_index ss = keep_z ? gs : xs;
-    FS_T m = -(FS_T)INFINITY;
-    FS_SIMD(reduction(max : m))
-    for (fs_index i = 0; i < n; i++) {
-        const FS_T z = FS_SCORE(x[i * xs]);
-        if (keep_z)
-            grad[i * gs] = z;
-        m = z > m ? z : m;
-    }
-    const FS_T shift = isfinite(m) ? m : (FS_T)0;
-    const int with_u = probs || eps != 0.0;
-    const FS_T keep = (FS_T)(1.0 - eps), spread = (FS_T)(eps / (double)n);
     fs_sum sum = {0.0, 0.0}, U = {0.0, 0.0}, gap = {0.0, 0.0};
     FS_BLOCKS(b0, b1, n) {
         /* The block's scores from src, or with softcap and no gradient buffer,
@@ -175,7 +159,43 @@ FS_INLINE double FS_LOCAL(xent_row)(const fs_xent_opts *o, const FS_T *x, fs_ind
         fs_sum_add(&sum, fast ? FS_LOCAL(exp_block)(bz, 0, len, bzs, shift, bg, gs, 1, st)
                               : FS_LOCAL(exp_block)(bz, 0, len, bzs, shift, bg, gs, 0, st));
     }
-    const double s = sum.s, log_s = fs_log_row(s), lse = (double)shift + log_s;
+    *s_out = sum.s;
+    *U_out = U.s;
+    *gap_out = gap.s;
+}
+
+/*
+ * Loss (returned) and lse of one row; with `store`, the gradient scaled by g
+ * into grad (which may alias x). One exp per element without softcap: the
+ * sum pass stores exp(z - shift) in grad, the gradient pass turns it into
+ * the gradient. With softcap the max pass stores z in grad (so x may be
+ * overwritten), and the gradient pass takes the exps again from z.
+ */
+FS_INLINE double FS_LOCAL(xent_row)(const fs_xent_opts *o, const FS_T *x, fs_index xs,
+                                    FS_LOCAL(xent_target) tg, double g, FS_T *grad, fs_index gs,
+                                    double *lse_out, const int store, const int capped,
+                                    const int probs)
+{
+    const fs_index n = o->n_classes;
+    const double eps = o->smoothing, *w = o->weight;
+    const FS_T cap = (FS_T)o->softcap, *q = tg.q;
+    const fs_index qs = tg.qs, t = tg.t;
+    const FS_T zy = !probs && t >= 0 ? FS_SCORE(x[t * xs]) : (FS_T)0; /* before grad is written */
+    const int keep_z = store && capped; /* z lives in grad from the max pass on */
+    FS_T m = -(FS_T)INFINITY;
+    FS_SIMD(reduction(max : m))
+    for (fs_index i = 0; i < n; i++) {
+        const FS_T z = FS_SCORE(x[i * xs]);
+        if (keep_z)
+            grad[i * gs] = z;
+        m = z > m ? z : m;
+    }
+    const FS_T shift = isfinite(m) ? m : (FS_T)0;
+    const int with_u = probs || eps != 0.0;
+    double s, Usum, gapsum;
+    FS_LOCAL(xent_sums)(x, xs, tg, w, n, shift, (FS_T)(1.0 - eps), (FS_T)(eps / (double)n), cap,
+                        grad, gs, &s, &Usum, &gapsum, store, capped, probs, with_u);
+    const double log_s = fs_log_row(s), lse = (double)shift + log_s;
     *lse_out = lse;
     if (!probs && t < 0) { /* ignored target */
         if (store)
@@ -188,8 +208,8 @@ FS_INLINE double FS_LOCAL(xent_row)(const fs_xent_opts *o, const FS_T *x, fs_ind
         return NAN;
     }
     const double point = probs ? 0.0 : (1.0 - eps) * (w ? w[t] : 1.0);
-    const double Us = probs ? U.s : eps / (double)n * o->weight_sum;
-    const double loss = FS_LOCAL(xent_loss)(point, (double)shift - (double)zy, with_u, Us, gap.s,
+    const double Us = probs ? Usum : eps / (double)n * o->weight_sum;
+    const double loss = FS_LOCAL(xent_loss)(point, (double)shift - (double)zy, with_u, Us, gapsum,
                                             log_s, lse, o->z_loss);
     if (!store)
         return loss;

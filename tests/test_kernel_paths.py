@@ -22,7 +22,9 @@ LAYOUTS = {
     "tiles C=1": ((70, 1), "contiguous"),
     "tiles C=10": ((130, 10), "contiguous"),
     "tiles C=32": ((65, 32), "contiguous"),
-    "rows C=33": ((9, 33), "contiguous"),
+    "tiles C=33": ((9, 33), "contiguous"),
+    "tiles C=64": ((66, 64), "contiguous"),
+    "rows C=65": ((9, 65), "contiguous"),
     "rows C=300": ((5, 300), "contiguous"),
     "rows C=600": ((3, 600), "contiguous"),
     "rows C=10 strided": ((40, 10), "every other class"),
@@ -166,3 +168,21 @@ def test_the_grid_reached_every_body():
         ):
             expected.add((plan, op, dtype))
     assert expected <= SEEN, sorted(expected - SEEN, key=str)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("target_layout", ["fortran", "every other class"])
+def test_probability_target_in_another_layout_than_the_scores(target_layout, dtype):
+    # Contiguous scores with a strided probability target: the row body must
+    # not take the unit-stride loops for the target.
+    rng = np.random.default_rng(7)
+    x = (3.0 * rng.standard_normal((9, 40))).astype(dtype)
+    q = rng.random((9, 40))
+    q = lay_out((q / q.sum(axis=1, keepdims=True)).astype(dtype), target_layout)
+    ref_loss, ref_grad = reference.cross_entropy_with_grad(
+        x.astype(np.float64), q.astype(np.float64), label_smoothing=0.1
+    )[:2]
+    loss, grad, lse = fs.cross_entropy_with_grad(x, q, label_smoothing=0.1, return_lse=True)
+    close(loss, ref_loss, dtype)
+    close(grad, ref_grad, dtype)
+    close(fs.cross_entropy_backward(x, q, lse, label_smoothing=0.1), ref_grad, dtype)

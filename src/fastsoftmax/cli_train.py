@@ -98,7 +98,12 @@ def add_arguments(parser):
         help="seed of the train/test split and of SGD's shuffling (default: 0)",
     )
 
-    model = parser.add_argument_group("model and solver")
+    _model_arguments(parser.add_argument_group("model and solver"))
+    _output_arguments(parser.add_argument_group("output"))
+    return parser
+
+
+def _model_arguments(model):
     model.add_argument(
         "--solver",
         choices=["lbfgs", "sgd"],
@@ -146,7 +151,8 @@ def add_arguments(parser):
         help="OpenMP threads of the kernels (default: OMP_NUM_THREADS or all)",
     )
 
-    out = parser.add_argument_group("output")
+
+def _output_arguments(out):
     out.add_argument(
         "--save",
         default=None,
@@ -166,7 +172,6 @@ def add_arguments(parser):
         action="store_true",
         help="no progress bar (it shows only on a terminal anyway)",
     )
-    return parser
 
 
 def build_parser():
@@ -239,65 +244,78 @@ def _plot(path, history, unit, cm, labels):
 
 def run(args):
     """Train a SoftmaxRegression as the options say and report accuracy, time and errors."""
-    import time
-    import warnings
+    problem = _check_options(args)
+    if problem:
+        return _error(problem)
+    try:
+        data, scaler = _load(args)
+    except (OSError, ValueError) as exc:
+        return _error(str(exc))
+    model = _model(args)
+    print(f"model     {model!r}")
+    progress = _Progress(args, data)
+    try:
+        seconds, converged = _fit(model, data, progress)
+    except ValueError as exc:
+        return _error(str(exc))
+    _report(args, model, data, seconds, converged, progress, scaler)
+    return 0
 
+
+def _check_options(args):
+    """What is wrong with the options before any work, or None."""
     if args.plot:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            return _error(
+            return (
                 "--plot needs matplotlib, which is not installed: "
                 "pip install matplotlib (or pip install 'fastsoftmax[plot]')"
             )
     if not 0 <= args.momentum < 1:
-        return _error(f"--momentum must be in [0, 1), got {args.momentum}")
+        return f"--momentum must be in [0, 1), got {args.momentum}"
     if args.alpha < 0:
-        return _error(f"--alpha must be >= 0, got {args.alpha}")
+        return f"--alpha must be >= 0, got {args.alpha}"
+    return None
 
-    import numpy as np
+
+def _load(args):
+    """The data set of --data, split and scaled as the options say: (data, scaler)."""
     import scipy.sparse as sp
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.metrics import confusion_matrix
-    from tqdm.auto import tqdm
 
     from fastsoftmax.datasets import load_dataset
-    from fastsoftmax.linear_model import SoftmaxRegression
 
     target = args.target
     if target is not None and target.lstrip("-").isdigit():
         target = int(target)
-    try:
-        data = load_dataset(
-            args.data, test_size=args.test_size, random_state=args.seed, target=target
-        )
-    except (OSError, ValueError) as exc:
-        return _error(str(exc))
-
-    X_train, X_test, y_train, y_test = data.X_train, data.X_test, data.y_train, data.y_test
-    classes = data.classes
+    data = load_dataset(args.data, test_size=args.test_size, random_state=args.seed, target=target)
+    X_train = data.X_train
     sparse = sp.issparse(X_train)
     print(
-        f"data      {data.name}: {X_train.shape[0]} training and {X_test.shape[0]} test "
+        f"data      {data.name}: {X_train.shape[0]} training and {data.X_test.shape[0]} test "
         f"samples, {data.n_features} features{' (sparse)' if sparse else ''}, "
-        f"{len(classes)} classes, {X_train.dtype}"
+        f"{len(data.classes)} classes, {X_train.dtype}"
     )
-
     scale = args.scale
     if scale == "auto":
         scale = "none" if data.scaled else "maxabs"
     if scale == "standard" and sparse:
-        return _error("--scale standard would make the sparse features dense; use maxabs")
-    scaler = None
-    if scale != "none":
-        from sklearn.preprocessing import MaxAbsScaler, StandardScaler
+        raise ValueError("--scale standard would make the sparse features dense; use maxabs")
+    if scale == "none":
+        return data, None
+    from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 
-        scaler = StandardScaler() if scale == "standard" else MaxAbsScaler()
-        X_train = scaler.fit_transform(X_train)
-        X_test = scaler.transform(X_test)
-        print(f"scaling   {type(scaler).__name__}, fitted on the training set")
+    scaler = StandardScaler() if scale == "standard" else MaxAbsScaler()
+    data.X_train = scaler.fit_transform(X_train)
+    data.X_test = scaler.transform(data.X_test)
+    print(f"scaling   {type(scaler).__name__}, fitted on the training set")
+    return data, scaler
 
-    model = SoftmaxRegression(
+
+def _model(args):
+    from fastsoftmax.linear_model import SoftmaxRegression
+
+    return SoftmaxRegression(
         solver=args.solver,
         alpha=args.alpha,
         learning_rate=args.lr,
@@ -308,56 +326,71 @@ def run(args):
         random_state=args.seed,
         n_threads=args.threads,
     )
-    print(f"model     {model!r}")
 
-    unit = "iteration" if args.solver == "lbfgs" else "epoch"
-    bar = tqdm(
-        total=args.epochs,
-        unit=unit,
-        desc=args.solver,
-        leave=True,
-        disable=True if args.no_progress else None,
-        file=sys.stderr,
-    )
-    track = args.plot is not None or not bar.disable
-    rng = np.random.default_rng(args.seed)
-    n_eval = min(X_train.shape[0], 10000)
-    eval_rows = np.sort(rng.choice(X_train.shape[0], n_eval, replace=False))
-    X_eval, y_eval = X_train[eval_rows], y_train[eval_rows]
-    history = {"step": [], "loss": [], "train": [], "test": []}
-    eval_seconds = 0.0
 
-    def callback(fitted, info):
-        nonlocal eval_seconds
-        if not track:
+class _Progress:
+    """The progress bar and the learning curves, fed by the fit's callback."""
+
+    def __init__(self, args, data):
+        import numpy as np
+        from tqdm.auto import tqdm
+
+        self.unit = "iteration" if args.solver == "lbfgs" else "epoch"
+        self.bar = tqdm(
+            total=args.epochs,
+            unit=self.unit,
+            desc=args.solver,
+            leave=True,
+            disable=True if args.no_progress else None,
+            file=sys.stderr,
+        )
+        self.track = args.plot is not None or not self.bar.disable
+        n = data.X_train.shape[0]
+        rows = np.sort(np.random.default_rng(args.seed).choice(n, min(n, 10000), replace=False))
+        self.X_eval, self.y_eval = data.X_train[rows], data.y_train[rows]
+        self.X_test, self.y_test = data.X_test, data.y_test
+        self.history = {"step": [], "loss": [], "train": [], "test": []}
+        self.seconds = 0.0  # spent here, not in training
+
+    def __call__(self, fitted, info):
+        import time
+
+        import numpy as np
+
+        if not self.track:
             return False
         start = time.perf_counter()
-        train_acc = float(np.mean(fitted.predict(X_eval) == y_eval))
-        test_acc = float(np.mean(fitted.predict(X_test) == y_test))
-        history["step"].append(info["iteration"])
-        history["loss"].append(info["loss"])
-        history["train"].append(train_acc)
-        history["test"].append(test_acc)
-        bar.set_postfix(
+        train_acc = float(np.mean(fitted.predict(self.X_eval) == self.y_eval))
+        test_acc = float(np.mean(fitted.predict(self.X_test) == self.y_test))
+        for key, value in zip(self.history, (info["iteration"], info["loss"], train_acc, test_acc)):
+            self.history[key].append(value)
+        self.bar.set_postfix(
             loss=f"{info['loss']:.4f}",
             train=f"{train_acc:.4f}",
             test=f"{test_acc:.4f}",
             refresh=False,
         )
-        bar.update(1)
-        eval_seconds += time.perf_counter() - start
+        self.bar.update(1)
+        self.seconds += time.perf_counter() - start
         return False
+
+
+def _fit(model, data, progress):
+    """Fit with the progress callback: (training seconds, converged); the
+    ConvergenceWarning is printed, other warnings go on."""
+    import time
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         start = time.perf_counter()
         try:
-            model.fit(X_train, y_train, callback=callback)
-        except ValueError as exc:
-            bar.close()
-            return _error(str(exc))
-        seconds = time.perf_counter() - start - eval_seconds
-    bar.close()
+            model.fit(data.X_train, data.y_train, callback=progress)
+        finally:
+            progress.bar.close()
+        seconds = time.perf_counter() - start - progress.seconds
     sys.stdout.flush()
     converged = True
     for w in caught:
@@ -366,10 +399,18 @@ def run(args):
             print(f"warning   {w.message}", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return seconds, converged
 
-    train_acc = float(np.mean(model.predict(X_train) == y_train))
-    y_pred = model.predict(X_test)
-    test_acc = float(np.mean(y_pred == y_test))
+
+def _report(args, model, data, seconds, converged, progress, scaler):
+    """Accuracy, time, the confusion matrix, and the saved model and plot."""
+    import numpy as np
+    from sklearn.metrics import confusion_matrix
+
+    train_acc = float(np.mean(model.predict(data.X_train) == data.y_train))
+    y_pred = model.predict(data.X_test)
+    test_acc = float(np.mean(y_pred == data.y_test))
+    unit = progress.unit
     state = "converged" if converged else "stopped at --epochs"
     if args.tol is None:
         state = (
@@ -382,14 +423,12 @@ def run(args):
         f"{model.loss_curve_[-1]:.6g} ({state})"
     )
     print(f"accuracy  train {train_acc:.4f}  test {test_acc:.4f}")
-
-    cm = confusion_matrix(y_test, y_pred, labels=model.classes_)
+    cm = confusion_matrix(data.y_test, y_pred, labels=model.classes_)
     if len(model.classes_) <= 20:
         print("confusion matrix (test set; rows: true class, columns: predicted class)")
         print(_confusion_text(cm, model.classes_))
     else:
         print(f"confusion matrix: {len(model.classes_)} classes, not printed (--plot draws it)")
-
     if args.save:
         import joblib
         from sklearn.pipeline import make_pipeline
@@ -398,9 +437,8 @@ def run(args):
         joblib.dump(saved, args.save)
         print(f"saved     {args.save} ({type(saved).__name__}; joblib.load it to predict)")
     if args.plot:
-        _plot(args.plot, history, unit, cm, model.classes_)
+        _plot(args.plot, progress.history, unit, cm, model.classes_)
         print(f"plot      {args.plot}")
-    return 0
 
 
 def main(argv=None):

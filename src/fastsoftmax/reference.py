@@ -398,19 +398,7 @@ def _cross_entropy(
     if softcap is not None and not softcap > 0:
         raise ValueError(f"softcap must be a positive number or None, got {softcap}")
 
-    x = np.asarray(input)
-    if x.dtype.kind not in "biuf":
-        raise TypeError(f"input must be real, got dtype {x.dtype}")
-    x = x.astype(np.float64)
-    if x.ndim == 0:
-        raise ValueError("input must have at least one dimension")
-    class_axis = 0 if x.ndim == 1 else 1
-    n_classes = x.shape[class_axis]
-    if n_classes == 0:
-        raise ValueError("input must have at least one class")
-    # Work with the classes on the last axis; sample_shape is what remains.
-    x = np.moveaxis(x, class_axis, -1)
-    sample_shape = x.shape[:-1]
+    x, class_axis, n_classes, sample_shape = _scores_last(input)
 
     if weight is None:
         w = np.ones(n_classes)
@@ -419,37 +407,7 @@ def _cross_entropy(
         if w.shape != (n_classes,):
             raise ValueError(f"weight must have shape ({n_classes},), got {w.shape}")
 
-    target = np.asarray(target)
-    if target.dtype.kind in "iu":
-        probabilities = False
-        if target.shape != sample_shape:
-            raise ValueError(
-                f"class-index target must have shape {sample_shape}, got {target.shape}"
-            )
-        ignored = target == ignore_index
-        invalid = ~ignored & ((target < 0) | (target >= n_classes))
-        if np.any(invalid):
-            raise IndexError(
-                f"target {target[invalid].flat[0]} is out of bounds for {n_classes} classes"
-            )
-        # Ignored positions point at class 0 so that they can be indexed.
-        y = np.where(ignored, 0, target).astype(np.intp)
-    elif target.dtype.kind == "f":
-        probabilities = True
-        if ignore_index >= 0:
-            raise ValueError("ignore_index is not supported for probability targets")
-        q = np.moveaxis(target.astype(np.float64), class_axis, -1)
-        if q.shape != x.shape:
-            raise ValueError(
-                f"probability target must have the input's shape "
-                f"{np.moveaxis(x, -1, class_axis).shape}, got {target.shape}"
-            )
-        ignored = np.zeros(sample_shape, dtype=bool)
-    else:
-        raise TypeError(
-            f"target must hold integer class indices or float "
-            f"probabilities, got dtype {target.dtype}"
-        )
+    probabilities, y, q, ignored = _target(target, x, class_axis, ignore_index)
 
     if softcap is not None:
         tanh_x = np.tanh(x / softcap)
@@ -497,7 +455,81 @@ def _cross_entropy(
     if not want_grad:
         return result, None, lse
 
-    # Upstream gradient of each sample's loss.
+    g = _upstream(grad_output, reduction, sample_shape, denominator)
+    with np.errstate(invalid="ignore", over="ignore"):
+        p = np.exp(logp)
+        # d loss_n / d x = p * sum_c t_c - t (+ 2 * z_loss * lse * p).
+        dx = p * np.sum(t, axis=-1, keepdims=True) - t
+        if z_loss:
+            dx = dx + 2 * z_loss * lse[..., None] * p
+        dx = g[..., None] * dx
+        if softcap is not None:
+            dx = dx * (1 - tanh_x**2)
+        # Exactly zero for ignored samples, even when their scores are NaN.
+        dx = np.where(ignored[..., None], 0.0, dx)
+    grad = np.moveaxis(dx, -1, class_axis)
+    return result, grad, lse
+
+
+def _scores_last(input):
+    """The scores in float64 with the classes on the last axis, the class axis,
+    the class count and the sample shape."""
+    x = np.asarray(input)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"input must be real, got dtype {x.dtype}")
+    x = x.astype(np.float64)
+    if x.ndim == 0:
+        raise ValueError("input must have at least one dimension")
+    class_axis = 0 if x.ndim == 1 else 1
+    n_classes = x.shape[class_axis]
+    if n_classes == 0:
+        raise ValueError("input must have at least one class")
+    # Work with the classes on the last axis; sample_shape is what remains.
+    x = np.moveaxis(x, class_axis, -1)
+    sample_shape = x.shape[:-1]
+    return x, class_axis, n_classes, sample_shape
+
+
+def _target(target, x, class_axis, ignore_index):
+    """(probabilities?, class indices y or None, probabilities q or None, ignored mask)."""
+    n_classes, sample_shape = x.shape[-1], x.shape[:-1]
+    y = q = None
+    target = np.asarray(target)
+    if target.dtype.kind in "iu":
+        probabilities = False
+        if target.shape != sample_shape:
+            raise ValueError(
+                f"class-index target must have shape {sample_shape}, got {target.shape}"
+            )
+        ignored = target == ignore_index
+        invalid = ~ignored & ((target < 0) | (target >= n_classes))
+        if np.any(invalid):
+            raise IndexError(
+                f"target {target[invalid].flat[0]} is out of bounds for {n_classes} classes"
+            )
+        # Ignored positions point at class 0 so that they can be indexed.
+        y = np.where(ignored, 0, target).astype(np.intp)
+    elif target.dtype.kind == "f":
+        probabilities = True
+        if ignore_index >= 0:
+            raise ValueError("ignore_index is not supported for probability targets")
+        q = np.moveaxis(target.astype(np.float64), class_axis, -1)
+        if q.shape != x.shape:
+            raise ValueError(
+                f"probability target must have the input's shape "
+                f"{np.moveaxis(x, -1, class_axis).shape}, got {target.shape}"
+            )
+        ignored = np.zeros(sample_shape, dtype=bool)
+    else:
+        raise TypeError(
+            f"target must hold integer class indices or float "
+            f"probabilities, got dtype {target.dtype}"
+        )
+    return probabilities, y, q, ignored
+
+
+def _upstream(grad_output, reduction, sample_shape, denominator):
+    """The upstream gradient of each sample's loss."""
     if reduction == "none":
         g = np.ones(sample_shape) if grad_output is None else np.asarray(grad_output, np.float64)
         if g.shape != sample_shape:
@@ -513,20 +545,7 @@ def _cross_entropy(
         if reduction == "mean":
             g = g / denominator if denominator != 0 else np.float64(np.nan)
         g = np.broadcast_to(g, sample_shape)
-
-    with np.errstate(invalid="ignore", over="ignore"):
-        p = np.exp(logp)
-        # d loss_n / d x = p * sum_c t_c - t (+ 2 * z_loss * lse * p).
-        dx = p * np.sum(t, axis=-1, keepdims=True) - t
-        if z_loss:
-            dx = dx + 2 * z_loss * lse[..., None] * p
-        dx = g[..., None] * dx
-        if softcap is not None:
-            dx = dx * (1 - tanh_x**2)
-        # Exactly zero for ignored samples, even when their scores are NaN.
-        dx = np.where(ignored[..., None], 0.0, dx)
-    grad = np.moveaxis(dx, -1, class_axis)
-    return result, grad, lse
+    return g
 
 
 def _log_softmax_lse(x):
