@@ -112,18 +112,21 @@ static void (*const fs_linear_tasks[])(const fs_linear_batch *,
                                        fs_index) = {FS_FOR_EACH_DTYPE(FS_ENTRY)};
 #undef FS_ENTRY
 
-void fs_softmax_task(const fs_softmax_batch *b, fs_index task)
+void fs_softmax_task(const void *batch, fs_index task)
 {
+    const fs_softmax_batch *b = (const fs_softmax_batch *)batch;
     fs_softmax_tasks[b->dtype](b, task);
 }
 
-void fs_xent_task(const fs_xent_batch *b, fs_index task)
+void fs_xent_task(const void *batch, fs_index task)
 {
+    const fs_xent_batch *b = (const fs_xent_batch *)batch;
     fs_xent_tasks[b->dtype](b, task);
 }
 
-void fs_linear_xent_task(const fs_linear_batch *b, fs_index part)
+void fs_linear_xent_task(const void *batch, fs_index part)
 {
+    const fs_linear_batch *b = (const fs_linear_batch *)batch;
     fs_linear_tasks[b->dtype](b, part);
 }
 

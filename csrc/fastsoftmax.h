@@ -190,12 +190,15 @@ typedef struct fs_linear_batch {
     fs_xent_opts o;
 } fs_linear_batch;
 
-/* Plans a batch (fills b->plan); then fs_*_task for task in [0, n_tasks). */
+/* Plans a batch (fills b->plan); then fs_*_task for task in [0, n_tasks).
+ * The tasks take the batch as `const void *` (its op's struct), so that one
+ * loop runs the tasks of every op. */
+typedef void (*fs_task_fn)(const void *batch, fs_index task);
 void fs_softmax_plan(fs_softmax_batch *b);
-void fs_softmax_task(const fs_softmax_batch *b, fs_index task);
+void fs_softmax_task(const void *batch, fs_index task);
 void fs_xent_plan(fs_xent_batch *b);
-void fs_xent_task(const fs_xent_batch *b, fs_index task);
-void fs_linear_xent_task(const fs_linear_batch *b, fs_index part);
+void fs_xent_task(const void *batch, fs_index task);
+void fs_linear_xent_task(const void *batch, fs_index part);
 
 /* The per-dtype bodies behind the dispatching entry points above. */
 #define FS_DECLARE(SUF, T)                                                   \

@@ -75,11 +75,12 @@ cdef extern from "fastsoftmax.h" nogil:
         fs_index n_parts
         fs_xent_opts o
 
+    ctypedef void (*fs_task_fn)(const void *batch, fs_index task) noexcept nogil
     void fs_softmax_plan(fs_softmax_batch *b) noexcept
-    void fs_softmax_task(const fs_softmax_batch *b, fs_index task) noexcept
+    void fs_softmax_task(const void *batch, fs_index task) noexcept
     void fs_xent_plan(fs_xent_batch *b) noexcept
-    void fs_xent_task(const fs_xent_batch *b, fs_index task) noexcept
-    void fs_linear_xent_task(const fs_linear_batch *b, fs_index part) noexcept
+    void fs_xent_task(const void *batch, fs_index task) noexcept
+    void fs_linear_xent_task(const void *batch, fs_index part) noexcept
 
     void fs_math_eval(fs_dtype dtype, int fn, const void *x, void *y, fs_index n) noexcept
     double fs_exp_f32_ulp(uint32_t lo, uint32_t hi, int fast, int64_t *n_above_one) noexcept
