@@ -83,7 +83,11 @@ typedef enum fs_dtype { FS_F32 = 0, FS_F64 = 1, FS_N_DTYPES } fs_dtype;
  * FS_GRAIN    elements per thread below which a call runs on one thread: a
  *             row of 32k exps takes about as long as waking a second thread.
  * FS_LINEAR_MAX_CLASSES  classes up to which SGD runs fs_linear_xent instead
- *             of two matrix products around the cross-entropy. MEASURE_LINEAR
+ *             of two matrix products (OpenBLAS 0.3.31) around the
+ *             cross-entropy. One epoch of 60000 x 784 float32, batch 256, ms
+ *             fused / BLAS, 2 threads: C = 10 36 / 50, 16 43 / 51, 20 59 / 60,
+ *             24 103 / 60, 32 66 / 59, 64 139 / 75; 1 thread: C = 10 54 / 58,
+ *             16 67 / 60, 20 74 / 59.
  * FS_LINEAR_ROWS  rows fs_linear_xent computes together. Not a tuning knob:
  *             the body is written out for four rows (linear_xent.h), so that
  *             W and its gradient are loaded once per four rows.
@@ -102,7 +106,7 @@ typedef enum fs_dtype { FS_F32 = 0, FS_F64 = 1, FS_N_DTYPES } fs_dtype;
 #define FS_GRAIN 32768
 #endif
 #ifndef FS_LINEAR_MAX_CLASSES
-#define FS_LINEAR_MAX_CLASSES 64
+#define FS_LINEAR_MAX_CLASSES 16
 #endif
 #define FS_LINEAR_ROWS 4
 
