@@ -84,22 +84,22 @@ FS_INLINE void FS_LOCAL(fill)(FS_T *y, fs_index n, fs_index ys, FS_T value)
  * inner axis) and, after a transpose, tiles of rows with few classes.
  *
  * strip_max: each column's maximum into m; returns 1 when the fast exp
- * serves every x - shift of the strip (no NaN, and the smallest score
- * minus the shift in range: rounding is monotonic), with the shift of each
+ * serves every x - shift of the strip (the smallest score minus the shift
+ * in range: rounding is monotonic), with the shift of each
  * column its maximum if finite, else `nonfinite` (softmax shifts by the
  * maximum itself, the others by 0).
  */
 FS_INLINE int FS_LOCAL(strip_max)(const FS_T *x, fs_index cs, fs_index w, fs_index n, FS_T *m,
                                   FS_T *shift, const int shift_nonfinite_by_max)
 {
-    /* per-column flags, reduced once: a reduction clause on the inner loop
-     * would cost a horizontal reduction per class */
+    /* No NaN test: the fast exp of a NaN is NaN, as the accurate one's, so a
+     * column holding one comes out NaN either way; -inf, whose fast exp is
+     * not 0, is kept out by the minimum. */
     FS_T lo[FS_TILE];
-    int nan[FS_TILE], bad = 0;
+    int bad = 0;
     for (fs_index j = 0; j < w; j++) {
         m[j] = -(FS_T)INFINITY;
         lo[j] = (FS_T)INFINITY;
-        nan[j] = 0;
     }
     for (fs_index c = 0; c < n; c++) {
         const FS_T *col = x + c * cs;
@@ -107,13 +107,12 @@ FS_INLINE int FS_LOCAL(strip_max)(const FS_T *x, fs_index cs, fs_index w, fs_ind
         for (fs_index j = 0; j < w; j++) {
             m[j] = col[j] > m[j] ? col[j] : m[j];
             lo[j] = col[j] < lo[j] ? col[j] : lo[j];
-            nan[j] |= col[j] != col[j];
         }
     }
     for (fs_index j = 0; j < w; j++) {
         const FS_T sh = isfinite(m[j]) || shift_nonfinite_by_max ? m[j] : (FS_T)0;
         shift[j] = sh;
-        bad |= nan[j] | !(lo[j] - sh >= FS_EXP_LO) | !(m[j] - sh <= (FS_T)0);
+        bad |= !(lo[j] - sh >= FS_EXP_LO) | !(m[j] - sh <= (FS_T)0);
     }
     return !bad;
 }
