@@ -41,19 +41,20 @@ FS_INLINE double FS_LOCAL(xent_coef)(double g, double point, double U, double ls
 #define FS_SPREAD(i) \
     ((probs ? q[(i) * qs] * keep + spread : spread) * (weighted ? (FS_T)w[i] : (FS_T)1))
 
-/* sum of u_c and of u_c (shift - z_c) over the n classes of a block, z_c in z
- * (q and w start at the block too). */
+/* sum of u_c and, with `with_gap`, of u_c (shift - z_c) over the n classes
+ * of a block, z_c in z (q and w start at the block too; z unused without). */
 FS_INLINE void FS_LOCAL(spread_block)(const FS_T *z, fs_index zs, const FS_T *q, fs_index qs,
                                       const double *w, fs_index n, FS_T shift, FS_T keep,
                                       FS_T spread, double *U, double *gap, const int probs,
-                                      const int weighted)
+                                      const int weighted, const int with_gap)
 {
     double bu = 0.0, bgap = 0.0;
     FS_SIMD(reduction(+ : bu, bgap))
     for (fs_index i = 0; i < n; i++) {
         const double u = (double)FS_SPREAD(i);
         bu += u;
-        bgap += u * (double)(shift - z[i * zs]);
+        if (with_gap)
+            bgap += u * (double)(shift - z[i * zs]);
     }
     *U = bu;
     *gap = bgap;
@@ -147,10 +148,10 @@ FS_INLINE void FS_LOCAL(xent_sums)(const FS_T *x, fs_index xs, FS_LOCAL(xent_tar
             double bu, bgap;
             if (w)
                 FS_LOCAL(spread_block)(bz, bzs, bq, qs, w + b0, len, shift, keep, spread, &bu,
-                                       &bgap, probs, 1);
+                                       &bgap, probs, 1, 1);
             else
                 FS_LOCAL(spread_block)(bz, bzs, bq, qs, NULL, len, shift, keep, spread, &bu, &bgap,
-                                       probs, 0);
+                                       probs, 0, 1);
             fs_sum_add(&U, bu);
             fs_sum_add(&gap, bgap);
         }
@@ -253,8 +254,8 @@ FS_INLINE void FS_LOCAL(xent_row_grad)(const fs_xent_opts *o, const FS_T *x, fs_
         fs_sum U = {0.0, 0.0};
         FS_BLOCKS(b0, b1, n) {
             double bu, bgap;
-            FS_LOCAL(spread_block)(x + b0 * xs, xs, q + b0 * qs, qs, w ? w + b0 : NULL, b1 - b0, 0,
-                                   keep, spread, &bu, &bgap, 1, w != NULL);
+            FS_LOCAL(spread_block)(NULL, 0, q + b0 * qs, qs, w ? w + b0 : NULL, b1 - b0, 0, keep,
+                                   spread, &bu, &bgap, 1, w != NULL, 0); /* U alone */
             fs_sum_add(&U, bu);
         }
         Us = U.s;
@@ -401,10 +402,10 @@ FS_INLINE double FS_LOCAL(scale_of)(const fs_xent_batch *b, const fs_row_walk *r
 
 /* One row of a batch in the FS_ROWS plan: the flags as constants, and the
  * unit strides as constants where every array has them. */
-#define FS_XENT_ROW(xs_, gs_, store_, capped_, probs_) \
-    FS_LOCAL(xent_row)(&b->o, xr, xs_, tg, gr_scale, gr, gs_, &lse, store_, capped_, probs_)
-#define FS_XENT_ROW_GRAD(xs_, gs_, capped_, probs_) \
-    FS_LOCAL(xent_row_grad)(&b->o, xr, xs_, tg, lse, gr_scale, gr, gs_, capped_, probs_)
+#define FS_XENT_ROW(tg_, xs_, gs_, store_, capped_, probs_) \
+    FS_LOCAL(xent_row)(&b->o, xr, xs_, tg_, gr_scale, gr, gs_, &lse, store_, capped_, probs_)
+#define FS_XENT_ROW_GRAD(tg_, xs_, gs_, capped_, probs_) \
+    FS_LOCAL(xent_row_grad)(&b->o, xr, xs_, tg_, lse, gr_scale, gr, gs_, capped_, probs_)
 
 FS_INLINE double FS_LOCAL(xent_forward_row)(const fs_xent_batch *b, const FS_T *xr,
                                             FS_LOCAL(xent_target) tg, double gr_scale, FS_T *gr,
@@ -413,16 +414,19 @@ FS_INLINE double FS_LOCAL(xent_forward_row)(const fs_xent_batch *b, const FS_T *
     const int probs = tg.q != NULL, capped = b->o.softcap != 0.0, store = gr != NULL;
     const fs_index xs = b->x.s1, gs = b->grad.s1;
     const int unit = xs == 1 && (!store || gs == 1) && (!probs || tg.qs == 1);
+    FS_LOCAL(xent_target) tu = tg; /* the target of the unit-stride calls: qs a constant 1 */
+    tu.qs = 1;
     double lse, loss;
     if (capped)
-        loss = probs ? (store ? FS_XENT_ROW(xs, gs, 1, 1, 1) : FS_XENT_ROW(xs, gs, 0, 1, 1))
-                     : (store ? FS_XENT_ROW(xs, gs, 1, 1, 0) : FS_XENT_ROW(xs, gs, 0, 1, 0));
+        loss = probs
+                   ? (store ? FS_XENT_ROW(tg, xs, gs, 1, 1, 1) : FS_XENT_ROW(tg, xs, gs, 0, 1, 1))
+                   : (store ? FS_XENT_ROW(tg, xs, gs, 1, 1, 0) : FS_XENT_ROW(tg, xs, gs, 0, 1, 0));
     else if (probs)
-        loss = store ? (unit ? FS_XENT_ROW(1, 1, 1, 0, 1) : FS_XENT_ROW(xs, gs, 1, 0, 1))
-                     : (unit ? FS_XENT_ROW(1, 1, 0, 0, 1) : FS_XENT_ROW(xs, gs, 0, 0, 1));
+        loss = store ? (unit ? FS_XENT_ROW(tu, 1, 1, 1, 0, 1) : FS_XENT_ROW(tg, xs, gs, 1, 0, 1))
+                     : (unit ? FS_XENT_ROW(tu, 1, 1, 0, 0, 1) : FS_XENT_ROW(tg, xs, gs, 0, 0, 1));
     else
-        loss = store ? (unit ? FS_XENT_ROW(1, 1, 1, 0, 0) : FS_XENT_ROW(xs, gs, 1, 0, 0))
-                     : (unit ? FS_XENT_ROW(1, 1, 0, 0, 0) : FS_XENT_ROW(xs, gs, 0, 0, 0));
+        loss = store ? (unit ? FS_XENT_ROW(tu, 1, 1, 1, 0, 0) : FS_XENT_ROW(tg, xs, gs, 1, 0, 0))
+                     : (unit ? FS_XENT_ROW(tu, 1, 1, 0, 0, 0) : FS_XENT_ROW(tg, xs, gs, 0, 0, 0));
     *lse_out = lse;
     return loss;
 }
@@ -434,12 +438,14 @@ FS_INLINE void FS_LOCAL(xent_backward_row)(const fs_xent_batch *b, const FS_T *x
     const int probs = tg.q != NULL, capped = b->o.softcap != 0.0;
     const fs_index xs = b->x.s1, gs = b->grad.s1;
     const int unit = xs == 1 && gs == 1 && (!probs || tg.qs == 1);
+    FS_LOCAL(xent_target) tu = tg; /* the target of the unit-stride calls: qs a constant 1 */
+    tu.qs = 1;
     if (capped)
-        probs ? FS_XENT_ROW_GRAD(xs, gs, 1, 1) : FS_XENT_ROW_GRAD(xs, gs, 1, 0);
+        probs ? FS_XENT_ROW_GRAD(tg, xs, gs, 1, 1) : FS_XENT_ROW_GRAD(tg, xs, gs, 1, 0);
     else if (probs)
-        unit ? FS_XENT_ROW_GRAD(1, 1, 0, 1) : FS_XENT_ROW_GRAD(xs, gs, 0, 1);
+        unit ? FS_XENT_ROW_GRAD(tu, 1, 1, 0, 1) : FS_XENT_ROW_GRAD(tg, xs, gs, 0, 1);
     else
-        unit ? FS_XENT_ROW_GRAD(1, 1, 0, 0) : FS_XENT_ROW_GRAD(xs, gs, 0, 0);
+        unit ? FS_XENT_ROW_GRAD(tu, 1, 1, 0, 0) : FS_XENT_ROW_GRAD(tg, xs, gs, 0, 0);
 }
 
 FS_INLINE void FS_LOCAL(xent_rows)(const fs_xent_batch *b, fs_index r0, fs_index r1)

@@ -6,6 +6,7 @@ tests run until one fails. A mutant that no test kills is printed: either
 it is equivalent (say why) or a test is missing.
 
     python tools/mutate.py [--count 60] [--seed 0] [--tests tests/test_x.py ...]
+    python tools/mutate.py --only xent.h:395     # every mutant of one line
 
 Needs a C compiler with OpenMP and Cython's output of the extension (run a
 build first). Builds for this machine's CPU only (-march=native, no runtime
@@ -132,6 +133,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tests", nargs="*", default=NUMERIC_TESTS)
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--only", metavar="FILE:LINE", help="every mutant of this line of csrc/")
     args = parser.parse_args(argv)
 
     import fastsoftmax._kernels as installed
@@ -152,7 +154,11 @@ def main(argv=None):
         sys.exit("the unmutated build fails its tests: nothing to measure")
 
     pool = mutants()
-    chosen = random.Random(args.seed).sample(pool, min(args.count, len(pool)))
+    if args.only:
+        name, line = args.only.rsplit(":", 1)
+        chosen = [m for m in pool if m[0] == name and m[1] == int(line) - 1]
+    else:
+        chosen = random.Random(args.seed).sample(pool, min(args.count, len(pool)))
     print(f"{len(pool)} mutants in csrc/, trying {len(chosen)}", flush=True)
     survivors, t0 = [], time.time()
     for k, m in enumerate(chosen, 1):
