@@ -205,10 +205,11 @@ void fs_xent_task(const void *batch, fs_index task);
 void fs_linear_xent_task(const void *batch, fs_index part);
 
 /* The per-dtype bodies behind the dispatching entry points above. */
-#define FS_DECLARE(SUF, T)                                                   \
-    void fs_softmax_task_##SUF(const fs_softmax_batch *b, fs_index task);    \
-    void fs_xent_task_##SUF(const fs_xent_batch *b, fs_index task);          \
-    void fs_linear_xent_task_##SUF(const fs_linear_batch *b, fs_index part); \
+#define FS_DECLARE(SUF, T)                                                                  \
+    void fs_softmax_task_##SUF(const fs_softmax_batch *b, fs_index task);                   \
+    T fs_softmax_row_##SUF(const T *x, fs_index n, fs_index xs, T *y, fs_index ys, int op); \
+    void fs_xent_task_##SUF(const fs_xent_batch *b, fs_index task);                         \
+    void fs_linear_xent_task_##SUF(const fs_linear_batch *b, fs_index part);                \
     void fs_math_eval_##SUF(int fn, const T *x, T *y, fs_index n);
 FS_FOR_EACH_DTYPE(FS_DECLARE)
 #undef FS_DECLARE
