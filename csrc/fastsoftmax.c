@@ -45,6 +45,21 @@ FS_INLINE fs_index fs_walk_offset(const fs_row_walk *w, const fs_arr *a)
     return w->i * a->s0 + w->j * a->s2;
 }
 
+/* The strip of a task of an FS_STRIPS plan: sample i, columns j0 .. j0 + w. */
+typedef struct fs_strip {
+    fs_index i, j0, w;
+} fs_strip;
+
+FS_INLINE fs_strip fs_strip_at(const fs_plan *p, fs_index inner, fs_index task)
+{
+    const fs_index per = p->per_task, n_strips = (inner + per - 1) / per;
+    fs_strip st;
+    st.i = task / n_strips;
+    st.j0 = (task - st.i * n_strips) * per;
+    st.w = inner - st.j0 < per ? inner - st.j0 : per;
+    return st;
+}
+
 /* One instantiation per dtype of FS_FOR_EACH_DTYPE. */
 #define FS_T float
 #define FS_SUF f32

@@ -28,6 +28,7 @@ void FS_CAT(fs_math_eval_, FS_SUF)(int fn, const FS_T *x, FS_T *y, fs_index n)
 #undef FS_EXP_LO
 #undef FS_EXPQ
 #undef FS_SCORE
+#undef FS_DSCORE
 #undef FS_SPREAD
 #undef FS_GRAD_BLOCK
 #undef FS_XENT_ROW

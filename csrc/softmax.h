@@ -191,11 +191,10 @@ FS_DISPATCH void FS_CAT(fs_softmax_task_, FS_SUF)(const fs_softmax_batch *b, fs_
     FS_T *y = (FS_T *)b->y.p;
     const fs_index rows = b->outer * b->inner, per = b->plan.per_task;
     if (b->plan.kind == FS_STRIPS) {
-        const fs_index n_strips = (b->inner + per - 1) / per, i = task / n_strips;
-        const fs_index j0 = (task - i * n_strips) * per;
-        const fs_index w = b->inner - j0 < per ? b->inner - j0 : per;
-        const FS_T *xs = x + i * b->x.s0 + j0;
-        FS_T *ys = y + i * b->y.s0 + j0;
+        const fs_strip st = fs_strip_at(&b->plan, b->inner, task);
+        const fs_index w = st.w;
+        const FS_T *xs = x + st.i * b->x.s0 + st.j0;
+        FS_T *ys = y + st.i * b->y.s0 + st.j0;
         if (b->op == FS_LOGSUMEXP)
             FS_LOCAL(softmax_strip)(xs, b->x.s1, w, b->n, NULL, 0, ys, 1, FS_LOGSUMEXP);
         else if (b->op == FS_SOFTMAX)

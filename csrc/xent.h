@@ -21,6 +21,8 @@
 /* The score after the optional softcap (tanh in double for every dtype: a
  * rare path, kept simple). */
 #define FS_SCORE(v) (capped ? cap * (FS_T)tanh((double)((v) / cap)) : (v))
+/* d score / d x at the score z. */
+#define FS_DSCORE(z) (capped ? (FS_T)1 - ((z) / cap) * ((z) / cap) : (FS_T)1)
 
 /* The two formulas of the notation above, shared by every body. */
 FS_INLINE double FS_LOCAL(xent_loss)(double point, double shift_minus_zy, int with_u, double U,
@@ -79,7 +81,7 @@ FS_INLINE void FS_LOCAL(grad_block)(const FS_T *src, fs_index ss, const FS_T *q,
         const FS_T v = src[i * ss];
         const FS_T z = mode == 2 ? FS_SCORE(v) : v;
         const FS_T e = mode == 0 ? v : FS_EXPQ(z - shift);
-        const FS_T dz = mode != 0 && capped ? (FS_T)1 - (z / cap) * (z / cap) : (FS_T)1;
+        const FS_T dz = mode != 0 ? FS_DSCORE(z) : (FS_T)1;
         const FS_T u = with_u ? FS_SPREAD(i) : (FS_T)0;
         grad[i * gs] = (a * e - u) * dz;
     }
@@ -165,6 +167,29 @@ FS_INLINE void FS_LOCAL(xent_sums)(const FS_T *x, fs_index xs, FS_LOCAL(xent_tar
     *gap_out = gap.s;
 }
 
+/* The gradient of one row from the scale a (1 / S included) by grad_pass,
+ * E found in src as `mode` says, then the target's point mass at class t:
+ * shared by the fused row and the backward from lse. */
+FS_INLINE void FS_LOCAL(write_grad)(const fs_xent_opts *o, const FS_T *src, fs_index ss,
+                                    FS_LOCAL(xent_target) tg, FS_T shift, FS_T a, double g,
+                                    double point, FS_T zy, FS_T *grad, fs_index gs, const int mode,
+                                    const int capped, const int probs)
+{
+    const fs_index n = o->n_classes;
+    const double eps = o->smoothing, *w = o->weight;
+    const FS_T cap = (FS_T)o->softcap;
+    const FS_T gkeep = (FS_T)(g * (1.0 - eps)), gspread = (FS_T)(g * eps / (double)n);
+    const int with_u = probs || eps != 0.0;
+    if (with_u && w)
+        FS_LOCAL(grad_pass)(src, ss, tg.q, tg.qs, w, n, shift, a, gkeep, gspread, cap, grad, gs,
+                            mode, capped, probs, 1, 1);
+    else
+        FS_LOCAL(grad_pass)(src, ss, tg.q, tg.qs, w, n, shift, a, gkeep, gspread, cap, grad, gs,
+                            mode, capped, probs, with_u, 0);
+    if (!probs)
+        grad[tg.t * gs] -= (FS_T)(g * point) * FS_DSCORE(zy);
+}
+
 /*
  * Loss (returned) and lse of one row; with `store`, the gradient scaled by g
  * into grad (which may alias x). One exp per element without softcap: the
@@ -179,8 +204,8 @@ FS_INLINE double FS_LOCAL(xent_row)(const fs_xent_opts *o, const FS_T *x, fs_ind
 {
     const fs_index n = o->n_classes;
     const double eps = o->smoothing, *w = o->weight;
-    const FS_T cap = (FS_T)o->softcap, *q = tg.q;
-    const fs_index qs = tg.qs, t = tg.t;
+    const FS_T cap = (FS_T)o->softcap;
+    const fs_index t = tg.t;
     const FS_T zy = !probs && t >= 0 ? FS_SCORE(x[t * xs]) : (FS_T)0; /* before grad is written */
     const int keep_z = store && capped; /* z lives in grad from the max pass on */
     FS_T m = -(FS_T)INFINITY;
@@ -215,16 +240,8 @@ FS_INLINE double FS_LOCAL(xent_row)(const fs_xent_opts *o, const FS_T *x, fs_ind
     if (!store)
         return loss;
     const FS_T a = (FS_T)(FS_LOCAL(xent_coef)(g, point, Us, lse, o->z_loss) / s);
-    const FS_T gkeep = (FS_T)(g * (1.0 - eps)), gspread = (FS_T)(g * eps / (double)n);
-    const int mode = capped ? 1 : 0;
-    if (with_u && w)
-        FS_LOCAL(grad_pass)(grad, gs, q, qs, w, n, shift, a, gkeep, gspread, cap, grad, gs, mode,
-                            capped, probs, 1, 1);
-    else
-        FS_LOCAL(grad_pass)(grad, gs, q, qs, w, n, shift, a, gkeep, gspread, cap, grad, gs, mode,
-                            capped, probs, with_u, 0);
-    if (!probs)
-        grad[t * gs] -= (FS_T)(g * point) * (capped ? (FS_T)1 - (zy / cap) * (zy / cap) : (FS_T)1);
+    FS_LOCAL(write_grad)(o, grad, gs, tg, shift, a, g, point, zy, grad, gs, capped ? 1 : 0, capped,
+                         probs);
     return loss;
 }
 
@@ -262,16 +279,7 @@ FS_INLINE void FS_LOCAL(xent_row_grad)(const fs_xent_opts *o, const FS_T *x, fs_
     }
     const double point = probs ? 0.0 : (1.0 - eps) * (w ? w[t] : 1.0);
     const FS_T a = (FS_T)(FS_LOCAL(xent_coef)(g, point, Us, lse, o->z_loss) / s);
-    const FS_T gkeep = (FS_T)(g * (1.0 - eps)), gspread = (FS_T)(g * eps / (double)n);
-    const int with_u = probs || eps != 0.0;
-    if (with_u && w)
-        FS_LOCAL(grad_pass)(x, xs, q, qs, w, n, shift, a, gkeep, gspread, cap, grad, gs, 2, capped,
-                            probs, 1, 1);
-    else
-        FS_LOCAL(grad_pass)(x, xs, q, qs, w, n, shift, a, gkeep, gspread, cap, grad, gs, 2, capped,
-                            probs, with_u, 0);
-    if (!probs)
-        grad[t * gs] -= (FS_T)(g * point) * (capped ? (FS_T)1 - (zy / cap) * (zy / cap) : (FS_T)1);
+    FS_LOCAL(write_grad)(o, x, xs, tg, shift, a, g, point, zy, grad, gs, 2, capped, probs);
 }
 
 /* The exps of classes c0..c1 of a strip: sums into bs (and, with `gap`, the
@@ -478,12 +486,12 @@ FS_DISPATCH void FS_CAT(fs_xent_task_, FS_SUF)(const fs_xent_batch *b, fs_index 
         FS_LOCAL(xent_rows)(b, r0, r1);
         return;
     }
-    if (b->plan.kind == FS_STRIPS) { /* columns j0 .. j0 + per of sample i */
-        const fs_index n_strips = (b->inner + per - 1) / per;
-        i = task / n_strips;
-        j0 = (task - i * n_strips) * per;
+    if (b->plan.kind == FS_STRIPS) { /* columns j0 .. j0 + w of sample i */
+        const fs_strip st = fs_strip_at(&b->plan, b->inner, task);
+        i = st.i;
+        j0 = st.j0;
         r0 = i * b->inner + j0;
-        r1 = r0 + (b->inner - j0 < per ? b->inner - j0 : per);
+        r1 = r0 + st.w;
     }
     /* labels and scales of the task's rows, gathered on this thread's stack */
     int64_t tbuf[FS_TILE];
