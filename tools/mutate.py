@@ -60,7 +60,7 @@ OPERATORS = [
 
 
 def code_lines(text):
-    """Indices of lines that hold code (not comments, preprocessor lines or blanks)."""
+    """Indices of lines that hold code (not comments, directives other than #define, or blanks)."""
     out, in_comment = [], False
     for i, line in enumerate(text.splitlines()):
         s = line.strip()
@@ -70,7 +70,12 @@ def code_lines(text):
         if s.startswith("/*"):
             in_comment = "*/" not in s
             continue
-        if not s or s.startswith(("#", "//", "*")):
+        # Macros that hold formulas (#define) are mutated; other directives not.
+        if (
+            not s
+            or s.startswith(("//", "*"))
+            or (s.startswith("#") and not s.startswith("#define"))
+        ):
             continue
         out.append(i)
     return out
