@@ -1,7 +1,10 @@
 /*
  * Elementary functions that GCC and Clang vectorise inside `#pragma omp simd`
  * loops (libm's are opaque calls and are not): exp for float and double, log
- * and log1p for double, and the compensated sum of block sums.
+ * and log1p for double, and the compensated sum of block sums. Clamps are
+ * written as comparisons: fminf/fmaxf keep C99's NaN rule, so GCC calls libm
+ * for them and the loop around them runs scalar, 16 times slower
+ * (tests/test_build.py checks that the extension imports no such function).
  *
  * exp(x) = 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2]
  * (Cody-Waite split of ln 2), exp(r) by a Taylor polynomial of degree 7 for
@@ -103,7 +106,8 @@ FS_INLINE float fs_exp_poly_f32(float r)
 FS_INLINE float fs_exp_f32(float x)
 {
     float t; /* x clamped to [lo, hi]; NaN, below lo and above hi are set at the end */
-    const float xc = fmaxf(fminf(x, FS_EXP_HI_F32), FS_EXP_LO_F32);
+    const float xl = x > FS_EXP_LO_F32 ? x : FS_EXP_LO_F32; /* a NaN becomes lo */
+    const float xc = xl < FS_EXP_HI_F32 ? xl : FS_EXP_HI_F32;
     const float p = fs_exp_poly_f32(fs_exp_reduce_f32(xc, FS_SHIFTER_F32, &t));
     /* n is an integer in [-150, 128]; split it so each half is a normal power of 2. */
     const int32_t ni = (int32_t)(t - FS_SHIFTER_F32);
@@ -160,7 +164,8 @@ FS_INLINE double fs_exp_poly_f64(double r)
 FS_INLINE double fs_exp_f64(double x)
 {
     double t; /* x clamped to [lo, hi]; NaN, below lo and above hi are set at the end */
-    const double xc = fmax(fmin(x, FS_EXP_HI_F64), FS_EXP_LO_F64);
+    const double xl = x > FS_EXP_LO_F64 ? x : FS_EXP_LO_F64; /* a NaN becomes lo */
+    const double xc = xl < FS_EXP_HI_F64 ? xl : FS_EXP_HI_F64;
     const double p = fs_exp_poly_f64(fs_exp_reduce_f64(xc, FS_SHIFTER_F64, &t));
     /* n is an integer in [-1075, 1024]. Halve it and read the integers back
      * through the shifter's bits: AVX2 has no double -> int64 conversion. */
