@@ -13,6 +13,7 @@ KEY_TYPES = {
     "version": str,
     "openmp": bool,
     "default_threads": int,
+    "openmp_wait_policy": str,
     "compiler": str,
     "simd": str,
 }

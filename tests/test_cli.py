@@ -279,3 +279,24 @@ def test_bench_measures_every_implementation(capsys):
     _bench.table(shapes=((64, 10), (8, 3000)), repeats=2)
     out = capsys.readouterr().out
     assert "64 x 10" in out and "8 x 3000" in out and "x copy" in out
+
+
+def test_bench_mixed_prints_both_tables(capsys):
+    # Not a timing: the mixed-program benchmark runs end to end on tiny shapes,
+    # starts its busy process and stops it.
+    from fastsoftmax import _bench_mixed
+
+    _bench_mixed.print_report(rounds=2, fused=((64, 10),), softmax=((64, 10),))
+    out = capsys.readouterr().out
+    assert "Alternating in one process" in out
+    assert "NumPy A @ B" in out and "256 x 200 batch" in out
+    assert out.count("| cross_entropy_with_grad | 64 x 10 |") == 2  # busy and idle
+    assert out.count("| softmax | 64 x 10 |") == 2
+
+
+def test_bench_busy_core_stops_its_process():
+    from fastsoftmax import _bench_mixed
+
+    with _bench_mixed.busy_core() as proc:
+        assert proc.poll() is None
+    assert proc.poll() is not None

@@ -120,6 +120,13 @@ def add_arguments(parser):
         default=9,
         help="interleaved rounds per shape; medians are shown (default: 9)",
     )
+    parser.add_argument(
+        "--mixed",
+        action="store_true",
+        help="instead: fastsoftmax alternating with NumPy's BLAS, PyTorch and "
+        "scikit-learn in one process, and 2 threads against 1 beside a busy "
+        "process that the benchmark starts and stops (a few minutes)",
+    )
 
 
 def run(args):
@@ -129,6 +136,11 @@ def run(args):
     reference and a copy of the same bytes (the memory-bandwidth floor), on
     cold inputs; ratios to the copy and of the reference to fastsoftmax.
     """
+    if args.mixed:
+        from fastsoftmax import _bench_mixed
+
+        _bench_mixed.print_report(n_threads=args.threads, rounds=max(10, 4 * args.repeats))
+        return 0
     table(dtype=args.dtype, n_threads=args.threads, repeats=args.repeats)
     return 0
 

@@ -4,7 +4,7 @@ import platform
 
 import numpy as np
 
-from fastsoftmax import _kernels
+from fastsoftmax import _kernels, _runtime
 
 
 def build_info():
@@ -15,7 +15,9 @@ def build_info():
     info : dict
         ``version``; ``openmp`` (bool, compiled with OpenMP); ``default_threads``
         (the team size a call with ``n_threads=None`` uses: ``OMP_NUM_THREADS``
-        or a threadpoolctl limit, else the CPU count); ``compiler``; ``simd``
+        or a threadpoolctl limit, else the CPU count); ``openmp_wait_policy``
+        (how long idle threads spin before they sleep, and who chose it);
+        ``compiler``; ``simd``
         (the instruction set the kernels were compiled for); ``machine``,
         ``python`` and ``numpy`` versions.
     """
@@ -25,6 +27,7 @@ def build_info():
         "version": __version__,
         "openmp": _kernels.openmp_enabled(),
         "default_threads": _kernels.max_threads(),
+        "openmp_wait_policy": _runtime.wait_policy,
         "compiler": _kernels.compiler(),
         "simd": _kernels.simd(),
         "machine": platform.machine(),

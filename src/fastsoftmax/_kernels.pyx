@@ -4,7 +4,7 @@
 
 Each entry point fills one batch struct of csrc/fastsoftmax.h from the
 arrays, lets C plan the batch (rows, strips or tiles) and runs its tasks in
-a static prange. Nothing here chooses a kernel.
+a guided prange. Nothing here chooses a kernel.
 
 Every array reaching this module has been checked by the Python layer
 (fastsoftmax/_special.py, fastsoftmax/_xent.py): dtypes match the ``dtype``
@@ -84,9 +84,14 @@ cdef void _run(fs_task_fn task, const void *batch, fs_index n_tasks, int n_threa
     # all: a team of one (prange's use_threads_if=False, OpenMP's if(0)) still
     # costs 0.24 us, a sixth of a small call; and a child forked after the
     # parent used threads must not enter one (fastsoftmax/_threads.py).
+    #
+    # Guided, not static: a thread that starts late (woken from sleep, or
+    # sharing its core with another process) takes a smaller share instead of
+    # holding every other thread at the end. Tasks own fixed rows, so results
+    # do not depend on which thread runs them.
     cdef fs_index k
     if n_threads > 1:
-        for k in prange(n_tasks, schedule="static", num_threads=n_threads):
+        for k in prange(n_tasks, schedule="guided", num_threads=n_threads):
             task(batch, k)
     else:
         for k in range(n_tasks):

@@ -1,0 +1,259 @@
+"""fastsoftmax inside real programs: ``fastsoftmax bench --mixed``.
+
+Two measurements, each printed as ratios taken in the same run:
+
+* Alternating. In one process, fastsoftmax calls alternate with calls of
+  another runtime: NumPy's BLAS, PyTorch's CPU ops and scikit-learn's
+  OpenMP code (each when installed), and the SGD trainer's batch pattern
+  (matrix product, cross-entropy, matrix product). Each side is timed alone
+  (back to back) and alternating; a ratio above 1 is what the other side's
+  threads cost it.
+* Busy core. With one other CPU-bound process running (a busy loop this
+  module starts and stops), 2-thread calls against 1-thread calls in the
+  same minute, and the same on the idle machine.
+
+The measurements use hot inputs: what they are about is threads, not memory.
+"""
+
+import contextlib
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+FUSED_SHAPES = ((65536, 10), (16384, 100), (4096, 1000), (1024, 32000), (256, 128256))
+SOFTMAX_SHAPES = ((65536, 10), (16384, 100), (4096, 1000), (1024, 32000))
+QUIET_S = 0.5
+
+
+def _median_ms(fn, rounds):
+    fn()  # warm up: first-call costs (thread pools, page faults) are not timed
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def alternate(first, second, rounds=40):
+    """Median ms of each callable alone (back to back) and alternating.
+
+    Returns ``(first_alone, first_alternating, second_alone, second_alternating)``.
+    """
+    for fn in (first, second):  # warm up: threads started, pages touched
+        fn()
+        fn()
+    # Each alone after a pause, so that the other's idle threads are asleep
+    # (OpenBLAS's keep spinning for about 0.1 s after a product).
+    time.sleep(QUIET_S)
+    a_alone = _median_ms(first, rounds)
+    time.sleep(QUIET_S)
+    b_alone = _median_ms(second, rounds)
+    a_times, b_times = [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        first()
+        t1 = time.perf_counter()
+        second()
+        t2 = time.perf_counter()
+        a_times.append(t1 - t0)
+        b_times.append(t2 - t1)
+    return (
+        a_alone,
+        1e3 * statistics.median(a_times),
+        b_alone,
+        1e3 * statistics.median(b_times),
+    )
+
+
+def _square_matmul_like(ms, dtype=np.float64):
+    """A @ B on n x n matrices, n chosen so that one product takes about ``ms``."""
+    rng = np.random.default_rng(2)
+    n = 64
+    while n < 4096:
+        a = rng.standard_normal((n, n)).astype(dtype)
+        if _median_ms(lambda a=a: a @ a, 5) >= ms:
+            break
+        n = int(n * 1.25)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    return n, lambda: a @ b
+
+
+def _others(ms):
+    """The other runtimes' calls, each about ``ms`` long: name -> callable."""
+    others = {}
+    n, mm = _square_matmul_like(ms)
+    others[f"NumPy A @ B {n} x {n} float64"] = mm
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        n = 64
+        while n < 4096:
+            ta = torch.randn(n, n)
+            if _median_ms(lambda ta=ta: torch.mm(ta, ta), 5) >= ms:
+                break
+            n = int(n * 1.25)
+        tb = torch.randn(n, n)
+        others[f"torch.mm {n} x {n} float32"] = lambda: torch.mm(ta, tb)
+    try:
+        from sklearn.metrics import pairwise_distances_argmin
+    except ImportError:
+        pairwise_distances_argmin = None
+    if pairwise_distances_argmin is not None:
+        rng = np.random.default_rng(3)
+        m = 256
+        while m < 1 << 16:
+            xa = rng.standard_normal((m, 64))
+            ya = rng.standard_normal((256, 64))
+            if _median_ms(lambda: pairwise_distances_argmin(xa, ya), 3) >= ms:
+                break
+            m *= 2
+        others[f"sklearn pairwise_distances_argmin {m} x 256"] = lambda: (
+            pairwise_distances_argmin(xa, ya)
+        )
+    return others
+
+
+def alternating_rows(n_threads=None, rounds=40, shapes=FUSED_SHAPES):
+    """One row per (shape, other runtime): the four medians of :func:`alternate`."""
+    import fastsoftmax
+
+    rows = []
+    for shape in shapes:
+        x = (3 * np.random.default_rng(0).standard_normal(shape)).astype(np.float32)
+        t = np.random.default_rng(1).integers(0, shape[1], shape[0])
+        out = np.empty_like(x)
+
+        def fused(x=x, t=t, out=out):
+            fastsoftmax.cross_entropy_with_grad(x, t, out=out, n_threads=n_threads)
+
+        fused()
+        ms = _median_ms(fused, 9)
+        for name, other in _others(ms).items():
+            rows.append((f"{shape[0]} x {shape[1]}", name, *alternate(fused, other, rounds)))
+    rows.append(("256 x 200 batch", *trainer_batch(n_threads, rounds)))
+    return rows
+
+
+def trainer_batch(n_threads=None, rounds=40):
+    """The SGD trainer's batch pattern: X @ W, cross-entropy, X.T @ G.
+
+    Returns the name of the other side and the four medians: fastsoftmax's
+    cross-entropy on 256 x 200 scores, and the two products together.
+    """
+    import fastsoftmax
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((256, 784)).astype(np.float32)
+    W = rng.standard_normal((784, 200)).astype(np.float32) * 0.05
+    y = rng.integers(0, 200, 256)
+    scores = X @ W
+    grad = np.empty_like(scores)
+    out_w = np.empty_like(W)
+
+    def xent():
+        fastsoftmax.cross_entropy_with_grad(scores, y, out=grad, n_threads=n_threads)
+
+    def products():
+        np.matmul(X, W, out=scores)
+        np.matmul(X.T, grad, out=out_w)
+
+    return ("NumPy 256 x 784 x 200 products", *alternate(xent, products, rounds))
+
+
+@contextlib.contextmanager
+def busy_core():
+    """One other CPU-bound process for the duration of the block."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # started and spinning
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _thread_calls(shape, op):
+    import fastsoftmax
+
+    x = (3 * np.random.default_rng(0).standard_normal(shape)).astype(np.float32)
+    out = np.empty_like(x)
+    if op == "cross_entropy_with_grad":
+        t = np.random.default_rng(1).integers(0, shape[1], shape[0])
+        return lambda n: fastsoftmax.cross_entropy_with_grad(x, t, out=out, n_threads=n)
+    fn = getattr(fastsoftmax, op)
+    return lambda n: fn(x, axis=-1, out=out, n_threads=n)
+
+
+def thread_rows(rounds=30, busy=True, fused=FUSED_SHAPES, softmax=SOFTMAX_SHAPES):
+    """1-thread and 2-thread medians, interleaved call by call, per shape and op."""
+    cases = [(s, "cross_entropy_with_grad") for s in fused]
+    cases += [(s, "softmax") for s in softmax]
+    rows = []
+    with busy_core() if busy else contextlib.nullcontext():
+        for shape, op in cases:
+            call = _thread_calls(shape, op)
+            call(1)
+            call(2)
+            t1, t2 = [], []
+            for _ in range(rounds):
+                for n, acc in ((1, t1), (2, t2)):
+                    t0 = time.perf_counter()
+                    call(n)
+                    acc.append(time.perf_counter() - t0)
+            rows.append(
+                (
+                    op,
+                    f"{shape[0]} x {shape[1]}",
+                    1e3 * statistics.median(t1),
+                    1e3 * statistics.median(t2),
+                )
+            )
+    return rows
+
+
+def runtimes():
+    """The thread pools loaded in this process, as threadpoolctl sees them."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed"
+    return ", ".join(
+        f"{p['internal_api']} ({p['filepath'].rsplit('/', 1)[-1]}) x{p['num_threads']}"
+        for p in threadpool_info()
+    )
+
+
+def print_report(
+    n_threads=None, rounds=40, file=None, fused=FUSED_SHAPES, softmax=SOFTMAX_SHAPES
+):
+    """Print the alternating and busy-core tables (a few minutes)."""
+    import fastsoftmax
+
+    info = fastsoftmax.build_info()
+    print(f"fastsoftmax {info['version']}, {info['simd']}; runtimes: {runtimes()}", file=file)
+    print("\nAlternating in one process (hot, medians; x = alternating / alone):", file=file)
+    print(
+        "| fastsoftmax call | other call | fastsoftmax alone -> alternating "
+        "| other alone -> alternating |",
+        file=file,
+    )
+    print("|---|---|---|---|", file=file)
+    for shape, name, a0, a1, b0, b1 in alternating_rows(n_threads, rounds, fused):
+        print(
+            f"| {shape} | {name} | {a0:.3f} -> {a1:.3f} ms (x{a1 / a0:.2f}) "
+            f"| {b0:.3f} -> {b1:.3f} ms (x{b1 / b0:.2f}) |",
+            file=file,
+        )
+    for busy in (True, False):
+        label = "one busy process beside it" if busy else "idle machine"
+        print(f"\n2 threads against 1, {label} (hot, medians):", file=file)
+        print("| op | N x C | 1 thread | 2 threads | 2 / 1 |", file=file)
+        print("|---|---|---|---|---|", file=file)
+        for op, shape, t1, t2 in thread_rows(max(3, rounds // 2), busy, fused, softmax):
+            print(f"| {op} | {shape} | {t1:.3f} ms | {t2:.3f} ms | {t2 / t1:.2f} |", file=file)
