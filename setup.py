@@ -119,7 +119,7 @@ def extensions():
     libraries = [] if sys.platform == "win32" else ["m"]
     ext = Extension(
         "fastsoftmax._kernels",
-        sources=["src/fastsoftmax/_kernels.pyx", "csrc/fastsoftmax.c"],
+        sources=["src/fastsoftmax/_kernels.pyx", "csrc/fastsoftmax.c", "csrc/fs_threads.c"],
         include_dirs=["csrc"],
         depends=glob.glob("csrc/*.h"),
         libraries=libraries,

@@ -67,7 +67,9 @@ def test_default_policy_is_applied_and_the_environment_restored():
     assert our_spin(result) == str(_runtime.SPIN_COUNT)
 
 
-@pytest.mark.parametrize("name, value", [("GOMP_SPINCOUNT", "12345"), ("OMP_WAIT_POLICY", "active")])
+@pytest.mark.parametrize(
+    "name, value", [("GOMP_SPINCOUNT", "12345"), ("OMP_WAIT_POLICY", "active")]
+)
 def test_a_policy_the_user_set_is_left_alone(name, value):
     result = probe({name: value})
     assert result["policy"] == f"as set by {name}={value}"
@@ -102,3 +104,20 @@ def test_a_shared_runtime_loaded_first_keeps_its_policy():
 def test_the_policy_is_in_build_info():
     assert fastsoftmax.build_info()["openmp_wait_policy"] == _runtime.wait_policy
     assert _runtime.wait_policy != "not loaded"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux affinity calls")
+def test_a_worker_on_the_callers_cpu_moves_off_and_is_not_pinned():
+    # What a worker thread does when woken on its caller's CPU (csrc/fs_threads.h),
+    # run here on this thread.
+    from fastsoftmax import _kernels
+
+    allowed = os.sched_getaffinity(0)
+    cpu = _kernels.current_cpu()
+    assert cpu in allowed
+    _kernels.leave_cpu(cpu)
+    assert os.sched_getaffinity(0) == allowed  # widened back
+    if len(allowed) > 1:
+        assert _kernels.current_cpu() != cpu
+    _kernels.leave_cpu(-1)  # no CPU: nothing happens
+    assert os.sched_getaffinity(0) == allowed

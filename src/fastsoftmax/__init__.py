@@ -3,10 +3,7 @@
 __version__ = "0.1.0"
 
 # First: the kernels load under fastsoftmax's OpenMP wait policy (_runtime.py).
-from fastsoftmax import _runtime
-
-_runtime.load()
-
+from fastsoftmax import _runtime  # noqa: F401
 from fastsoftmax._config import build_info, show_config
 from fastsoftmax._kernels import openmp_enabled
 from fastsoftmax._special import log_softmax, logsumexp, softmax

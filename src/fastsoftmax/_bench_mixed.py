@@ -25,48 +25,50 @@ import numpy as np
 
 FUSED_SHAPES = ((65536, 10), (16384, 100), (4096, 1000), (1024, 32000), (256, 128256))
 SOFTMAX_SHAPES = ((65536, 10), (16384, 100), (4096, 1000), (1024, 32000))
-QUIET_S = 0.5
+QUIET_S = 0.3
 
 
-def _median_ms(fn, rounds):
-    fn()  # warm up: first-call costs (thread pools, page faults) are not timed
+def _times(fn, rounds):
     times = []
     for _ in range(rounds):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    return times
 
 
-def alternate(first, second, rounds=40):
+def _median_ms(fn, rounds):
+    fn()  # warm up: first-call costs (thread pools, page faults) are not timed
+    return 1e3 * statistics.median(_times(fn, rounds))
+
+
+def alternate(first, second, rounds=40, blocks=4):
     """Median ms of each callable alone (back to back) and alternating.
 
-    Returns ``(first_alone, first_alternating, second_alone, second_alternating)``.
+    The rounds come in ``blocks``, each timing both alone and then the two
+    alternating, so that a slow minute on a shared machine falls on all
+    four figures alike. Returns ``(first_alone, first_alternating,
+    second_alone, second_alternating)``.
     """
     for fn in (first, second):  # warm up: threads started, pages touched
         fn()
         fn()
-    # Each alone after a pause, so that the other's idle threads are asleep
-    # (OpenBLAS's keep spinning for about 0.1 s after a product).
-    time.sleep(QUIET_S)
-    a_alone = _median_ms(first, rounds)
-    time.sleep(QUIET_S)
-    b_alone = _median_ms(second, rounds)
-    a_times, b_times = [], []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        first()
-        t1 = time.perf_counter()
-        second()
-        t2 = time.perf_counter()
-        a_times.append(t1 - t0)
-        b_times.append(t2 - t1)
-    return (
-        a_alone,
-        1e3 * statistics.median(a_times),
-        b_alone,
-        1e3 * statistics.median(b_times),
-    )
+    times = {key: [] for key in ("a", "a2", "b", "b2")}
+    per = max(1, rounds // blocks)
+    for _ in range(blocks):
+        # Each alone after a pause, so that the other's idle threads are
+        # asleep (OpenBLAS's keep spinning for about 0.1 s after a product).
+        for key, fn in (("a", first), ("b", second)):
+            time.sleep(QUIET_S)
+            times[key] += _times(fn, per)
+        for _ in range(per):
+            t0 = time.perf_counter()
+            first()
+            t1 = time.perf_counter()
+            second()
+            times["a2"].append(t1 - t0)
+            times["b2"].append(time.perf_counter() - t1)
+    return tuple(1e3 * statistics.median(times[k]) for k in ("a", "a2", "b", "b2"))
 
 
 def _square_matmul_like(ms, dtype=np.float64):
@@ -110,11 +112,11 @@ def _others(ms):
         while m < 1 << 16:
             xa = rng.standard_normal((m, 64))
             ya = rng.standard_normal((256, 64))
-            if _median_ms(lambda: pairwise_distances_argmin(xa, ya), 3) >= ms:
+            if _median_ms(lambda xa=xa, ya=ya: pairwise_distances_argmin(xa, ya), 3) >= ms:
                 break
             m *= 2
-        others[f"sklearn pairwise_distances_argmin {m} x 256"] = lambda: (
-            pairwise_distances_argmin(xa, ya)
+        others[f"sklearn pairwise_distances_argmin {m} x 256"] = lambda: pairwise_distances_argmin(
+            xa, ya
         )
     return others
 
@@ -229,9 +231,7 @@ def runtimes():
     )
 
 
-def print_report(
-    n_threads=None, rounds=40, file=None, fused=FUSED_SHAPES, softmax=SOFTMAX_SHAPES
-):
+def print_report(n_threads=None, rounds=40, file=None, fused=FUSED_SHAPES, softmax=SOFTMAX_SHAPES):
     """Print the alternating and busy-core tables (a few minutes)."""
     import fastsoftmax
 

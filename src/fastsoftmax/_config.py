@@ -4,7 +4,9 @@ import platform
 
 import numpy as np
 
-from fastsoftmax import _kernels, _runtime
+from fastsoftmax import _runtime
+
+_kernels = _runtime.kernels  # loaded under the wait policy
 
 
 def build_info():

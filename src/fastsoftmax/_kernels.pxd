@@ -87,3 +87,8 @@ cdef extern from "fastsoftmax.h" nogil:
 
     const char *fs_compiler() noexcept
     const char *fs_simd() noexcept
+
+
+cdef extern from "fs_threads.h" nogil:
+    int fs_current_cpu()
+    void fs_leave_cpu(int cpu)

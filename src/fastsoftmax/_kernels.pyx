@@ -15,7 +15,7 @@ once the GIL is released.
 """
 
 from cpython.buffer cimport PyBUF_STRIDES, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.stdint cimport INT64_MAX, int8_t, int16_t, int32_t, int64_t
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
@@ -89,10 +89,17 @@ cdef void _run(fs_task_fn task, const void *batch, fs_index n_tasks, int n_threa
     # sharing its core with another process) takes a smaller share instead of
     # holding every other thread at the end. Tasks own fixed rows, so results
     # do not depend on which thread runs them.
+    #
+    # A worker woken on the caller's CPU moves off it first (csrc/fs_threads.h).
     cdef fs_index k
+    cdef int caller_cpu
     if n_threads > 1:
-        for k in prange(n_tasks, schedule="guided", num_threads=n_threads):
-            task(batch, k)
+        caller_cpu = fs_current_cpu()
+        with parallel(num_threads=n_threads):
+            if threadid() != 0:
+                fs_leave_cpu(caller_cpu)
+            for k in prange(n_tasks, schedule="guided"):
+                task(batch, k)
     else:
         for k in range(n_tasks):
             task(batch, k)
@@ -312,3 +319,16 @@ def exp_f32_ulp(uint32_t lo, uint32_t hi, bint fast, int n_threads):
         w = max(w, worst[k])
         above += counts[k]
     return w, above
+
+
+# ------------------------------------------- checks of csrc/fs_threads.h
+
+def current_cpu():
+    """The CPU this thread runs on (-1 where the platform does not tell)."""
+    return fs_current_cpu()
+
+
+def leave_cpu(int cpu):
+    """Move this thread off CPU ``cpu`` if it runs there (what a worker does
+    when woken on its caller's CPU)."""
+    fs_leave_cpu(cpu)
