@@ -50,7 +50,9 @@ def load():
     finally:
         del os.environ["GOMP_SPINCOUNT"]
     after = _loaded_libgomps()
-    if before and after is not None and after <= before:
+    if not kernels.openmp_enabled():
+        wait_policy = "none: a serial build"
+    elif before and after is not None and after <= before:
         wait_policy = "that of the libgomp another package loaded first"
     else:
         wait_policy = f"GOMP_SPINCOUNT={SPIN_COUNT} (fastsoftmax's default)"
