@@ -300,3 +300,45 @@ def test_bench_busy_core_stops_its_process():
     with _bench_mixed.busy_core() as proc:
         assert proc.poll() is None
     assert proc.poll() is not None
+
+
+@pytest.mark.parametrize(
+    "option, path, message",
+    [
+        ("--save", "{tmp}/no/such/dir/m.joblib", "the folder {tmp}/no/such/dir does not exist"),
+        ("--save", "{tmp}", "is a folder; give a file name"),
+        ("--plot", "{tmp}/no/such/dir/p.png", "the folder {tmp}/no/such/dir does not exist"),
+        ("--plot", "{tmp}/curves.xyz", "matplotlib cannot save .xyz images; use one of"),
+    ],
+)
+def test_output_paths_are_checked_before_training(tmp_path, capsys, option, path, message):
+    if option == "--plot":
+        pytest.importorskip("matplotlib")
+    path = path.format(tmp=tmp_path)
+    assert main(["train", option, path, "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert f"fastsoftmax train: error: {option} {path}: {message.format(tmp=tmp_path)}" in (
+        captured.err
+    )
+    assert "model " not in captured.out  # nothing was trained
+
+
+def test_plot_without_an_extension_is_accepted(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from fastsoftmax import cli_train
+
+    assert cli_train._unknown_image_format(str(tmp_path / "curves")) is None
+    assert cli_train._unknown_image_format(str(tmp_path / "curves.PDF")) is None
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"fastsoftmax {fastsoftmax.__version__}"
+
+
+def test_digits_takes_no_location(capsys):
+    assert main(["--data", "digits:foo", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "digits takes nothing after it: use --data digits, not 'digits:foo'" in err

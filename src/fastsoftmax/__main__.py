@@ -76,6 +76,9 @@ def build_parser():
         description="fastsoftmax command line. Without a subcommand, runs "
         f"'{DEFAULT}' (see 'fastsoftmax {DEFAULT} --help').",
     )
+    from fastsoftmax import __version__
+
+    parser.add_argument("--version", action="version", version=f"fastsoftmax {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
     for name, (_, help_text) in SUBCOMMANDS.items():
         module = _module(name)
@@ -95,7 +98,7 @@ def main(argv=None):
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     # No subcommand (nothing, or options only): the default one.
-    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = [DEFAULT] + argv
     args = build_parser().parse_args(argv)
     return args._run(args)

@@ -5,6 +5,7 @@ matplotlib load when :func:`run` starts.
 """
 
 import argparse
+import os
 import sys
 
 DESCRIPTION = """\
@@ -264,6 +265,10 @@ def run(args):
 
 def _check_options(args):
     """What is wrong with the options before any work, or None."""
+    for option, path in (("--save", args.save), ("--plot", args.plot)):
+        problem = path and _unwritable(path)
+        if problem:
+            return f"{option} {path}: {problem}"
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -272,11 +277,42 @@ def _check_options(args):
                 "--plot needs matplotlib, which is not installed: "
                 "pip install matplotlib (or pip install 'fastsoftmax[plot]')"
             )
+        problem = _unknown_image_format(args.plot)
+        if problem:
+            return f"--plot {args.plot}: {problem}"
     if not 0 <= args.momentum < 1:
         return f"--momentum must be in [0, 1), got {args.momentum}"
     if args.alpha < 0:
         return f"--alpha must be >= 0, got {args.alpha}"
     return None
+
+
+def _unwritable(path):
+    """Why a file cannot be written at ``path`` (checked before training), or None."""
+    path = os.path.expanduser(path)
+    if os.path.isdir(path):
+        return "is a folder; give a file name"
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        return f"the folder {folder} does not exist"
+    if not os.access(folder, os.W_OK):
+        return f"the folder {folder} is not writable"
+    return None
+
+
+def _unknown_image_format(path):
+    """None when matplotlib can save an image under this name's extension."""
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    if not ext:
+        return None  # matplotlib saves a PNG and adds .png
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    if ext in formats:
+        return None
+    return f"matplotlib cannot save .{ext} images; use one of " + ", ".join(
+        f".{f}" for f in sorted(formats)
+    )
 
 
 def _load(args):

@@ -378,6 +378,8 @@ def load_dataset(spec="digits", *, test_size=0.25, random_state=0, target=None):
             X_train, X_test, y_train, y_test, f"mnist:{location}", fixed_split=True, scaled=True
         )
     if kind == "digits":
+        if location:
+            raise ValueError(f"digits takes nothing after it: use --data digits, not {spec!r}")
         X, y = load_digits()
         scaled = True
     elif kind == "csv":
