@@ -14,6 +14,11 @@ KEY_TYPES = {
     "openmp": bool,
     "default_threads": int,
     "openmp_wait_policy": str,
+    "openmp_library": str,
+    "scipy": str,
+    "scikit-learn": str,
+    "threadpoolctl": str,
+    "torch": str,
     "compiler": str,
     "simd": str,
 }
@@ -136,3 +141,21 @@ def test_kernels_call_no_libm_clamp():
     assert run.returncode == 0, run.stderr
     imported = {line.split()[-1].split("@")[0] for line in run.stdout.splitlines() if line.strip()}
     assert imported & {"fmin", "fmax", "fminf", "fmaxf", "expf", "exp2f", "exp2"} == set()
+
+
+def test_build_info_names_the_runtime_and_the_optional_libraries():
+    from importlib import metadata
+
+    info = fastsoftmax.build_info()
+    for name in ("scipy", "scikit-learn", "threadpoolctl", "torch"):
+        try:
+            expected = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            expected = "not installed"
+        assert info[name] == expected
+    if not info["openmp"]:
+        assert info["openmp_library"] == "none"
+    elif os.path.exists("/proc/self/maps"):
+        assert "libgomp" in info["openmp_library"]
+        with open("/proc/self/maps") as maps:
+            assert any(info["openmp_library"].split(", ")[0] in line for line in maps)

@@ -697,3 +697,24 @@ def test_diverging_run_leaves_the_model_as_it_was(iris, solver, monkeypatch):
     assert not hasattr(fresh, "coef_")
     fresh.set_params(learning_rate=0.1).partial_fit(X, y, classes=np.unique(y))
     assert np.isfinite(fresh.coef_).all()
+
+
+@pytest.mark.parametrize(
+    "curve, stalled, says",
+    [
+        ([1.64594, 1.65237, 1.65272], 2, "with the loss rising (1.64594 after the first epoch"),
+        ([2.0, 1.5, 1.49999], 1, "had not improved by more than tol=0.0001 for its last 1"),
+        ([2.0, 1.5, 1.0], 0, "while the loss was still falling by more than tol=0.0001 (2 after"),
+    ],
+)
+def test_sgd_convergence_warning_says_what_happened(curve, stalled, says):
+    from fastsoftmax.linear_model._sgd import not_converged_message
+
+    model = SoftmaxRegression(solver="sgd", max_iter=3)
+    model.loss_curve_ = curve
+    message = not_converged_message(model, stalled)
+    assert message.startswith("SoftmaxRegression(solver='sgd') stopped at max_iter=3 epochs")
+    assert says in message
+    if curve[-1] > curve[0]:
+        assert "Lower learning_rate (now 0.1)" in message
+        assert "still falling" not in message

@@ -19,9 +19,11 @@ def build_info():
         (the team size a call with ``n_threads=None`` uses: ``OMP_NUM_THREADS``
         or a threadpoolctl limit, else the CPU count); ``openmp_wait_policy``
         (how long idle threads spin before they sleep, and who chose it);
-        ``compiler``; ``simd``
-        (the instruction set the kernels were compiled for); ``machine``,
-        ``python`` and ``numpy`` versions.
+        ``openmp_library`` (the OpenMP runtime file loaded, where the platform
+        tells); ``compiler``; ``simd`` (the instruction set the kernels were
+        compiled for); ``machine``, ``python`` and ``numpy`` versions; the
+        versions of ``scipy``, ``scikit-learn``, ``threadpoolctl`` and
+        ``torch``, or ``'not installed'``.
     """
     from fastsoftmax import __version__
 
@@ -30,12 +32,28 @@ def build_info():
         "openmp": _kernels.openmp_enabled(),
         "default_threads": _kernels.max_threads(),
         "openmp_wait_policy": _runtime.wait_policy,
+        "openmp_library": _runtime.library,
         "compiler": _kernels.compiler(),
         "simd": _kernels.simd(),
         "machine": platform.machine(),
         "python": platform.python_version(),
         "numpy": np.__version__,
+        **{name: _version(name) for name in OPTIONAL},
     }
+
+
+# Libraries fastsoftmax works with when they are installed; their versions are
+# read from the installed metadata, without importing them.
+OPTIONAL = ("scipy", "scikit-learn", "threadpoolctl", "torch")
+
+
+def _version(name):
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def show_config():

@@ -32,24 +32,28 @@ import os
 SPIN_COUNT = 3000
 USER_VARIABLES = ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
 
-# What load() did, for show_config(): the policy of fastsoftmax's runtime.
+# What load() did, for show_config(): the policy of fastsoftmax's runtime,
+# and the file of the libgomp it uses (where the process's maps tell).
 wait_policy = "not loaded"
+library = "unknown"
 
 
 def load():
     """Import ``fastsoftmax._kernels`` under the wait policy; returns the module."""
     global wait_policy
+    before = _loaded_libgomps()
     user = [name for name in USER_VARIABLES if name in os.environ]
     if user:
         wait_policy = "as set by " + ", ".join(f"{n}={os.environ[n]}" for n in user)
-        return importlib.import_module("fastsoftmax._kernels")
-    before = _loaded_libgomps()
+        kernels = importlib.import_module("fastsoftmax._kernels")
+        _note_library(kernels, before)
+        return kernels
     os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
     try:
         kernels = importlib.import_module("fastsoftmax._kernels")
     finally:
         del os.environ["GOMP_SPINCOUNT"]
-    after = _loaded_libgomps()
+    after = _note_library(kernels, before)
     if not kernels.openmp_enabled():
         wait_policy = "none: a serial build"
     elif before and after is not None and after <= before:
@@ -57,6 +61,20 @@ def load():
     else:
         wait_policy = f"GOMP_SPINCOUNT={SPIN_COUNT} (fastsoftmax's default)"
     return kernels
+
+
+def _note_library(kernels, before):
+    """Record which libgomp the kernels use: the one their import loaded, else
+    the one already there. Returns the libgomps loaded now."""
+    global library
+    after = _loaded_libgomps()
+    if not kernels.openmp_enabled():
+        library = "none"
+    elif after is not None:
+        mine = (after - (before or set())) or after
+        if mine:
+            library = ", ".join(sorted(mine))
+    return after
 
 
 def _loaded_libgomps():

@@ -42,13 +42,31 @@ def fit_sgd(model, X, y_enc, weights, rng, callback):
                 converged = True
                 break
     if not converged and model.tol is not None:
-        warnings.warn(
-            f"SoftmaxRegression(solver='sgd') stopped at max_iter={model.max_iter} epochs "
-            f"while the loss was still falling by more than tol={model.tol}. Increase "
-            "max_iter, or set tol=None to run exactly max_iter epochs.",
-            ConvergenceWarning,
-            stacklevel=5,
+        warnings.warn(not_converged_message(model, stalled), ConvergenceWarning, stacklevel=5)
+
+
+def not_converged_message(model, stalled):
+    """What happened in a run that max_iter stopped, from its loss curve."""
+    curve = model.loss_curve_
+    head = f"SoftmaxRegression(solver='sgd') stopped at max_iter={model.max_iter} epochs"
+    if len(curve) > 1 and curve[-1] > curve[0]:
+        return (
+            f"{head} with the loss rising ({curve[0]:.6g} after the first epoch, "
+            f"{curve[-1]:.6g} after the last): the steps are too large for this data. "
+            f"Lower learning_rate (now {model.learning_rate}) or scale the features."
         )
+    if stalled:
+        return (
+            f"{head}: the loss ({curve[-1]:.6g}) had not improved by more than "
+            f"tol={model.tol} for its last {stalled} epoch(s), fewer than "
+            f"n_iter_no_change={model.n_iter_no_change}. Increase max_iter, or set "
+            "tol=None to run exactly max_iter epochs."
+        )
+    return (
+        f"{head} while the loss was still falling by more than tol={model.tol} "
+        f"({curve[0]:.6g} after the first epoch, {curve[-1]:.6g} after the last). "
+        "Increase max_iter, or set tol=None to run exactly max_iter epochs."
+    )
 
 
 def sgd_epoch(model, X, y, weights, rng, epoch):
