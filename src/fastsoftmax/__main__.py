@@ -7,6 +7,7 @@ prints a quick table of speed ratios on this machine.
 
 import argparse
 import importlib
+import inspect
 import sys
 import time
 
@@ -82,7 +83,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
     for name, (_, help_text) in SUBCOMMANDS.items():
         module = _module(name)
-        description = getattr(module, "DESCRIPTION", None) or module.run.__doc__
+        description = getattr(module, "DESCRIPTION", None) or inspect.cleandoc(module.run.__doc__)
         p = sub.add_parser(
             name,
             help=help_text,
