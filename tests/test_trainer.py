@@ -718,3 +718,29 @@ def test_sgd_convergence_warning_says_what_happened(curve, stalled, says):
     if curve[-1] > curve[0]:
         assert "Lower learning_rate (now 0.1)" in message
         assert "still falling" not in message
+
+
+@pytest.mark.filterwarnings("ignore:.*stopped at max_iter:sklearn.exceptions.ConvergenceWarning")
+def test_sgd_worse_than_a_uniform_guess_warns():
+    # Unscaled features and the default step: the run ends above log(20), the
+    # loss of predicting every class alike, and says what to change.
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        n_samples=2000,
+        n_features=20,
+        n_informative=15,
+        n_classes=20,
+        n_clusters_per_class=1,
+        random_state=0,
+    )
+    X = X * 50 + 10
+    with pytest.warns(ConvergenceWarning, match=r"above log\(20\) = 2.996, the loss of a uni"):
+        model = SoftmaxRegression(solver="sgd", random_state=0, max_iter=5).fit(X, y)
+    assert model.loss_curve_[-1] > np.log(20)
+    # scaled, the same run ends below it and says nothing of the kind
+    X = (X - X.mean(0)) / X.std(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = SoftmaxRegression(solver="sgd", random_state=0, max_iter=5, tol=None).fit(X, y)
+    assert model.loss_curve_[-1] < np.log(20)

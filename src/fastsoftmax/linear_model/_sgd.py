@@ -43,6 +43,24 @@ def fit_sgd(model, X, y_enc, weights, rng, callback):
                 break
     if not converged and model.tol is not None:
         warnings.warn(not_converged_message(model, stalled), ConvergenceWarning, stacklevel=5)
+    worse = worse_than_uniform_message(model)
+    if worse:
+        warnings.warn(worse, ConvergenceWarning, stacklevel=5)
+
+
+def worse_than_uniform_message(model):
+    """A message when the run ended above log(n_classes), the objective of
+    the zero model (a uniform guess), else None."""
+    n_classes = model.coef_.shape[0]
+    final = model.loss_curve_[-1] if model.loss_curve_ else None
+    if final is None or n_classes < 2 or not final > np.log(n_classes):
+        return None
+    return (
+        f"SoftmaxRegression(solver='sgd') ended at a loss of {final:.6g}, above "
+        f"log({n_classes}) = {np.log(n_classes):.4g}, the loss of a uniform guess: "
+        f"the model is worse than predicting every class alike. Lower learning_rate "
+        f"(now {model.learning_rate}) or scale the features (e.g. StandardScaler)."
+    )
 
 
 def not_converged_message(model, stalled):
