@@ -64,21 +64,7 @@ def bench_alternating(benchmark, shape, other, side):
 
 @pytest.mark.parametrize("side", ["cross-entropy", "products", "step"])
 def bench_trainer_batch(benchmark, side):
-    rng = np.random.default_rng(4)
-    X = rng.standard_normal((256, 784)).astype(np.float32)
-    W = rng.standard_normal((784, 200)).astype(np.float32) * 0.05
-    y = rng.integers(0, 200, 256)
-    scores = X @ W
-    grad = np.empty_like(scores)
-    gw = np.empty_like(W)
-
-    def xent():
-        fastsoftmax.cross_entropy_with_grad(scores, y, out=grad)
-
-    def products():
-        np.matmul(X, W, out=scores)
-        np.matmul(X.T, grad, out=gw)
-
+    xent, products = _bench_mixed.trainer_batch_calls()
     benchmark.group = "SGD batch 256 x 784 x 200"
     fn = {"cross-entropy": xent, "products": products, "step": lambda: (products(), xent())}
     benchmark(fn[side])

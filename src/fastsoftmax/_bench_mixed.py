@@ -71,17 +71,25 @@ def alternate(first, second, rounds=40, blocks=4):
     return tuple(1e3 * statistics.median(times[k]) for k in ("a", "a2", "b", "b2"))
 
 
+def _sized(ms, make, size, grow, largest, rounds=5):
+    """The first size from ``size`` on (``grow(size)`` each step, up to
+    ``largest``) whose call ``make(size)`` takes at least ``ms``: (size, call)."""
+    while True:
+        call = make(size)
+        if size >= largest or _median_ms(call, rounds) >= ms:
+            return size, call
+        size = grow(size)
+
+
 def _square_matmul_like(ms, dtype=np.float64):
     """A @ B on n x n matrices, n chosen so that one product takes about ``ms``."""
     rng = np.random.default_rng(2)
-    n = 64
-    while n < 4096:
-        a = rng.standard_normal((n, n)).astype(dtype)
-        if _median_ms(lambda a=a: a @ a, 5) >= ms:
-            break
-        n = int(n * 1.25)
-    b = rng.standard_normal((n, n)).astype(dtype)
-    return n, lambda: a @ b
+
+    def make(n):
+        a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+        return lambda: a @ b
+
+    return _sized(ms, make, 64, lambda n: int(n * 1.25), 4096)
 
 
 def _others(ms):
@@ -94,30 +102,26 @@ def _others(ms):
     except ImportError:
         torch = None
     if torch is not None:
-        n = 64
-        while n < 4096:
-            ta = torch.randn(n, n)
-            if _median_ms(lambda ta=ta: torch.mm(ta, ta), 5) >= ms:
-                break
-            n = int(n * 1.25)
-        tb = torch.randn(n, n)
-        others[f"torch.mm {n} x {n} float32"] = lambda: torch.mm(ta, tb)
+
+        def torch_mm(n):
+            ta, tb = torch.randn(n, n), torch.randn(n, n)
+            return lambda: torch.mm(ta, tb)
+
+        n, call = _sized(ms, torch_mm, 64, lambda n: int(n * 1.25), 4096)
+        others[f"torch.mm {n} x {n} float32"] = call
     try:
         from sklearn.metrics import pairwise_distances_argmin
     except ImportError:
         pairwise_distances_argmin = None
     if pairwise_distances_argmin is not None:
         rng = np.random.default_rng(3)
-        m = 256
-        while m < 1 << 16:
-            xa = rng.standard_normal((m, 64))
-            ya = rng.standard_normal((256, 64))
-            if _median_ms(lambda xa=xa, ya=ya: pairwise_distances_argmin(xa, ya), 3) >= ms:
-                break
-            m *= 2
-        others[f"sklearn pairwise_distances_argmin {m} x 256"] = lambda: pairwise_distances_argmin(
-            xa, ya
-        )
+
+        def argmin(m):
+            xa, ya = rng.standard_normal((m, 64)), rng.standard_normal((256, 64))
+            return lambda: pairwise_distances_argmin(xa, ya)
+
+        m, call = _sized(ms, argmin, 256, lambda m: 2 * m, 1 << 16, rounds=3)
+        others[f"sklearn pairwise_distances_argmin {m} x 256"] = call
     return others
 
 
@@ -142,12 +146,10 @@ def alternating_rows(n_threads=None, rounds=40, shapes=FUSED_SHAPES):
     return rows
 
 
-def trainer_batch(n_threads=None, rounds=40):
-    """The SGD trainer's batch pattern: X @ W, cross-entropy, X.T @ G.
-
-    Returns the name of the other side and the four medians: fastsoftmax's
-    cross-entropy on 256 x 200 scores, and the two products together.
-    """
+def trainer_batch_calls(n_threads=None):
+    """The SGD trainer's batch pattern on a 256 x 784 batch and 200 classes:
+    (fastsoftmax's cross-entropy of the scores, the two products X @ W and
+    X.T @ G), each writing into buffers of its own."""
     import fastsoftmax
 
     rng = np.random.default_rng(4)
@@ -165,6 +167,13 @@ def trainer_batch(n_threads=None, rounds=40):
         np.matmul(X, W, out=scores)
         np.matmul(X.T, grad, out=out_w)
 
+    return xent, products
+
+
+def trainer_batch(n_threads=None, rounds=40):
+    """The trainer's batch pattern alternating: the name of the other side and
+    the four medians of :func:`alternate` (the cross-entropy, the products)."""
+    xent, products = trainer_batch_calls(n_threads)
     return ("NumPy 256 x 784 x 200 products", *alternate(xent, products, rounds))
 
 

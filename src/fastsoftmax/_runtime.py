@@ -40,41 +40,30 @@ library = "unknown"
 
 def load():
     """Import ``fastsoftmax._kernels`` under the wait policy; returns the module."""
-    global wait_policy
+    global wait_policy, library
     before = _loaded_libgomps()
     user = [name for name in USER_VARIABLES if name in os.environ]
-    if user:
-        wait_policy = "as set by " + ", ".join(f"{n}={os.environ[n]}" for n in user)
-        kernels = importlib.import_module("fastsoftmax._kernels")
-        _note_library(kernels, before)
-        return kernels
-    os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
+    if not user:
+        os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
     try:
         kernels = importlib.import_module("fastsoftmax._kernels")
     finally:
-        del os.environ["GOMP_SPINCOUNT"]
-    after = _note_library(kernels, before)
+        if not user:
+            del os.environ["GOMP_SPINCOUNT"]
+    after = _loaded_libgomps()
     if not kernels.openmp_enabled():
+        library = "none"
+    elif after:  # the libgomp the import loaded, else the one already there
+        library = ", ".join(sorted((after - (before or set())) or after))
+    if user:
+        wait_policy = "as set by " + ", ".join(f"{n}={os.environ[n]}" for n in user)
+    elif not kernels.openmp_enabled():
         wait_policy = "none: a serial build"
     elif before and after is not None and after <= before:
         wait_policy = "that of the libgomp another package loaded first"
     else:
         wait_policy = f"GOMP_SPINCOUNT={SPIN_COUNT} (fastsoftmax's default)"
     return kernels
-
-
-def _note_library(kernels, before):
-    """Record which libgomp the kernels use: the one their import loaded, else
-    the one already there. Returns the libgomps loaded now."""
-    global library
-    after = _loaded_libgomps()
-    if not kernels.openmp_enabled():
-        library = "none"
-    elif after is not None:
-        mine = (after - (before or set())) or after
-        if mine:
-            library = ", ".join(sorted(mine))
-    return after
 
 
 def _loaded_libgomps():
