@@ -108,15 +108,18 @@ def build(work, compiled, mutant=None):
         path.write_text("".join(lines))
     flags = ["-O2", "-march=native", "-fPIC", "-fopenmp", "-fno-math-errno"]
     flags += ["-fno-trapping-math", "-DFS_NO_DISPATCH", f"-I{csrc}"]
-    obj = work / "fastsoftmax.o"
-    run = subprocess.run(
-        ["gcc", *flags, "-c", str(csrc / "fastsoftmax.c"), "-o", str(obj)], capture_output=True
-    )
-    if run.returncode:
-        return False
+    objs = []
+    for source in sorted(csrc.glob("*.c")):  # every C file the extension is built from
+        obj = work / (source.stem + ".o")
+        run = subprocess.run(
+            ["gcc", *flags, "-c", str(source), "-o", str(obj)], capture_output=True
+        )
+        if run.returncode:
+            return False
+        objs.append(str(obj))
     so = work / "pkg" / "fastsoftmax" / compiled.name
     run = subprocess.run(
-        ["gcc", "-shared", "-fopenmp", str(work / "kernels.o"), str(obj), "-lm", "-o", str(so)],
+        ["gcc", "-shared", "-fopenmp", str(work / "kernels.o"), *objs, "-lm", "-o", str(so)],
         capture_output=True,
     )
     return run.returncode == 0
