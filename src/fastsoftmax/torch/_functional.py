@@ -1,0 +1,239 @@
+"""cross_entropy, softmax, log_softmax and logsumexp with torch's signatures.
+
+CPU tensors go to the ``fastsoftmax::`` operators; tensors on other devices
+(CUDA, MPS, ...), sparse tensors, tensor subclasses with their own
+``__torch_function__`` and the tensors of torch.func transforms go to
+torch's own operators unchanged.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import has_torch_function_variadic
+
+from fastsoftmax.torch import _ops
+
+__all__ = ["cross_entropy", "log_softmax", "logsumexp", "softmax"]
+
+_INDEX_DTYPES = (torch.int64, torch.uint8)
+# torch's own, kept before patch() can replace F.cross_entropy.
+torch_cross_entropy = F.cross_entropy
+
+
+def _ours(*tensors):
+    """True when every tensor given is a plain strided CPU tensor, outside
+    torch.func transforms (grad, vmap, jacrev, ...), which our operators do
+    not support: torch's own compute there."""
+    return not has_torch_function_variadic(*tensors) and all(
+        t is None
+        or (
+            t.device.type == "cpu"
+            and t.layout == torch.strided
+            and (torch.compiler.is_compiling() or not _is_functorch_wrapped(t))
+        )
+        for t in tensors
+    )
+
+
+_is_functorch_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+
+
+def cross_entropy(
+    input,
+    target,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    *,
+    z_loss=0.0,
+    softcap=None,
+):
+    """Cross-entropy of logits and targets, as ``torch.nn.functional.cross_entropy``.
+
+    On CPU tensors one fused sweep over the logits computes the loss and,
+    when ``input`` requires grad and the reduction is 'mean' or 'sum', its
+    gradient, which ``backward()`` then returns (scaled by the incoming
+    gradient when that is not 1); with 'none', or under torch.compile, the
+    forward keeps each sample's log-sum-exp and the backward makes one sweep.
+    Tensors on other devices (CUDA, MPS) go to torch's own operators, with
+    ``z_loss`` and ``softcap`` composed from them, so a model moves to a GPU
+    without edits.
+
+    Parameters
+    ----------
+    input : Tensor of shape (C,), (N, C) or (N, C, d1, ..., dK)
+        Unnormalised scores (logits), float32 or float64 natively; float16
+        and bfloat16 are computed in float32 and rounded once.
+    target : Tensor
+        Class indices (int64 or uint8) of shape (), (N,) or (N, d1, ..., dK),
+        or class probabilities of the input's shape.
+    weight : Tensor of shape (C,), optional
+        A rescaling weight for each class, of the input's dtype.
+    ignore_index : int, default=-100
+        A class index whose targets add nothing to the loss or the gradient.
+    reduction : {'mean', 'sum', 'none'}, default='mean'
+        As in torch: 'mean' divides by the sum of the kept targets' weights.
+    label_smoothing : float in [0, 1], default=0.0
+        Mixes the target with the uniform distribution over classes.
+    z_loss : float >= 0, default=0.0
+        Adds ``z_loss * lse**2`` to each (not ignored) sample's loss.
+    softcap : float > 0, optional
+        Replaces the logits by ``softcap * tanh(input / softcap)`` first.
+
+    Returns
+    -------
+    loss : Tensor
+        0-d for 'mean' and 'sum', else of the target's sample shape.
+
+    Notes
+    -----
+    The gradient with respect to ``input`` (and to probability targets) is
+    supported; double backward (``create_graph=True``) raises a
+    RuntimeError. Inside torch.func transforms (``grad``, ``vmap``,
+    ``jacrev``, ``hessian``) torch's own operators compute the loss, so they
+    work, at torch's speed. Threads follow ``torch.get_num_threads()``.
+    """
+    if not isinstance(input, torch.Tensor) or not isinstance(target, torch.Tensor):
+        raise TypeError(
+            "cross_entropy(): input and target must be Tensors, got "
+            f"{type(input).__name__} and {type(target).__name__}"
+        )
+    softcap_value = 0.0 if softcap is None else float(softcap)
+    if not _ours(input, target, weight):
+        return _composed_cross_entropy(
+            input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
+        )
+    if not target.is_floating_point() and target.dtype not in _INDEX_DTYPES:
+        raise TypeError(f"expected target dtype to be Long or Byte, but got {target.dtype}")
+    if weight is not None:
+        if weight.dtype != input.dtype:
+            raise TypeError(
+                f"weight has dtype {weight.dtype}, expected the input's dtype {input.dtype}"
+            )
+        if weight.requires_grad and torch.is_grad_enabled():
+            raise RuntimeError("cross_entropy is not differentiable with respect to weight")
+    # The fused forward writes the gradient while it reads the logits; under
+    # torch.compile the backward's scaling could not be skipped, so there the
+    # backward makes the sweep instead (from the forward's lse).
+    with_grad = (
+        reduction != "none"
+        and input.requires_grad
+        and torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+    )
+    loss, _, _ = _ops.cross_entropy_op(
+        input,
+        target,
+        weight,
+        int(ignore_index),
+        reduction,
+        float(label_smoothing),
+        float(z_loss),
+        softcap_value,
+        with_grad,
+    )
+    return loss
+
+
+def _composed_cross_entropy(
+    input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
+):
+    """torch's own cross_entropy, with z_loss and softcap composed around it."""
+    if softcap is not None:
+        input = softcap * torch.tanh(input / softcap)
+    if not z_loss:
+        return torch_cross_entropy(
+            input,
+            target,
+            weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            label_smoothing=label_smoothing,
+        )
+    per = torch_cross_entropy(
+        input,
+        target,
+        weight,
+        ignore_index=ignore_index,
+        reduction="none",
+        label_smoothing=label_smoothing,
+    )
+    lse = torch.logsumexp(input, dim=1 if input.dim() > 1 else 0)
+    if target.is_floating_point():
+        kept = torch.ones_like(per)
+        denominator = per.new_tensor(float(per.numel()))
+    else:
+        kept = (target != ignore_index).to(per.dtype)
+        n_classes = input.shape[1] if input.dim() > 1 else input.shape[0]
+        w_y = kept if weight is None else weight[target.clamp(0, n_classes - 1)] * kept
+        denominator = w_y.sum()
+    per = per + z_loss * lse.square() * kept
+    if reduction == "none":
+        return per
+    return per.sum() / denominator if reduction == "mean" else per.sum()
+
+
+def softmax(input, dim=None, dtype=None):
+    """softmax along ``dim``, as ``torch.nn.functional.softmax``.
+
+    CPU float tensors run in fastsoftmax's kernels (float16 and bfloat16 in
+    float32, rounded once); other devices and dtypes go to torch's own.
+    ``dtype`` casts the input first, as in torch. Double backward works.
+    """
+    return _normalised(input, dim, dtype, "softmax")
+
+
+def log_softmax(input, dim=None, dtype=None):
+    """log_softmax along ``dim``, as ``torch.nn.functional.log_softmax``.
+
+    CPU float tensors run in fastsoftmax's kernels (float16 and bfloat16 in
+    float32, rounded once); other devices and dtypes go to torch's own.
+    ``dtype`` casts the input first, as in torch. Double backward works.
+    """
+    return _normalised(input, dim, dtype, "log_softmax")
+
+
+def _normalised(input, dim, dtype, name):
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"{name}(): input must be a Tensor, got {type(input).__name__}")
+    if dim is None:
+        # torch's implicit choice, with its deprecation warning.
+        dim = F._get_softmax_dim(name, input.dim(), 4)
+    if dtype is not None:
+        input = input.to(dtype)
+    if not (_ours(input) and input.is_floating_point()):
+        return getattr(F, name)(input, dim)
+    op = _ops.softmax_op if name == "softmax" else _ops.log_softmax_op
+    return op(input, _check_dim(dim, input.dim()))
+
+
+def logsumexp(input, dim, keepdim=False):
+    """log(sum(exp(input))) over ``dim``, as ``torch.logsumexp``.
+
+    CPU float tensors run in fastsoftmax's kernels; integer inputs are
+    promoted to the default float dtype, as in torch; other devices go to
+    torch's own.
+    """
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"logsumexp(): input must be a Tensor, got {type(input).__name__}")
+    if not input.is_floating_point() and not input.is_complex():
+        input = input.to(torch.get_default_dtype())
+    dims = [dim] if isinstance(dim, int) else list(dim)
+    if not (_ours(input) and input.is_floating_point()) or not dims:
+        return torch.logsumexp(input, dim, keepdim)
+    dims = [_check_dim(d, input.dim()) for d in dims]
+    if len(set(dims)) != len(dims):
+        raise RuntimeError(f"dim {dim} appears multiple times in the list of dims")
+    return _ops.logsumexp_op(input, dims, bool(keepdim))
+
+
+def _check_dim(dim, ndim):
+    """``dim`` in [0, ndim) (a 0-d tensor takes 0 and -1), or IndexError as torch."""
+    d = int(dim)
+    span = max(ndim, 1)
+    if not -span <= d < span:
+        raise IndexError(
+            f"Dimension out of range (expected to be in range of [{-span}, {span - 1}], "
+            f"but got {dim})"
+        )
+    return d % span

@@ -1,0 +1,309 @@
+"""The ``fastsoftmax::`` operators: the NumPy kernels registered with torch.library.
+
+Each operator runs on CPU tensors, shared with the kernels through
+``Tensor.numpy()`` (no copy, any strides), and has a fake implementation for
+torch.compile and an autograd formula. float16 and bfloat16 tensors are
+computed in float32 and rounded once to their dtype.
+"""
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fastsoftmax import _special, _xent
+
+__all__ = [
+    "cross_entropy_op",
+    "cross_entropy_backward_op",
+    "log_softmax_op",
+    "logsumexp_op",
+    "softmax_op",
+]
+
+_HALF = (torch.float16, torch.bfloat16)
+
+_DOUBLE_BACKWARD = (
+    "fastsoftmax.torch.{} does not support double backward (create_graph=True, "
+    "torch.autograd.grad of a gradient, torch.func.hessian): its gradient is "
+    "computed by a kernel autograd cannot see into. Use torch.nn.functional.{} "
+    "for higher derivatives."
+)
+
+
+def _array(t):
+    """A CPU tensor's elements as a NumPy array: shared, or a float32 copy of a
+    2-byte float (until native 2-byte kernels exist)."""
+    if t.dtype in _HALF:
+        t = t.float()
+    return t.numpy()
+
+
+def _tensor(a, dtype):
+    """A NumPy result as a tensor of ``dtype``: shared when the dtypes match,
+    else rounded once."""
+    t = torch.from_numpy(np.asarray(a))
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+def _threads():
+    # Threads follow torch's own setting (torch.set_num_threads).
+    return torch.get_num_threads()
+
+
+def _loss_shape(input):
+    return () if input.dim() == 1 else (input.shape[0],) + tuple(input.shape[2:])
+
+
+# ----------------------------------------------------------------- cross-entropy
+
+
+@torch.library.custom_op("fastsoftmax::cross_entropy", mutates_args=(), device_types="cpu")
+def cross_entropy_op(
+    input: Tensor,
+    target: Tensor,
+    weight: Optional[Tensor],  # noqa: UP045 (torch.library's schema inference wants Optional)
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    z_loss: float,
+    softcap: float,
+    with_grad: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Returns (loss, grad, lse): grad of the unscaled loss when ``with_grad``
+    (else an empty tensor), lse each sample's log-sum-exp in float64."""
+    loss, grad, lse = _xent.loss_grad_lse(
+        _array(input),
+        _array(target),
+        None if weight is None else _array(weight),
+        ignore_index,
+        reduction,
+        label_smoothing,
+        z_loss,
+        softcap if softcap > 0 else None,
+        with_grad,
+        n_threads=_threads(),
+    )
+    grad_t = input.new_empty((0,)) if grad is None else _tensor(grad, input.dtype)
+    return _tensor(loss, input.dtype), grad_t, torch.from_numpy(lse)
+
+
+@cross_entropy_op.register_fake
+def _(input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, with_grad):
+    loss_shape = _loss_shape(input) if reduction == "none" else ()
+    grad = input.new_empty(input.shape if with_grad else (0,))
+    lse = input.new_empty(_loss_shape(input), dtype=torch.float64)
+    return input.new_empty(loss_shape), grad, lse
+
+
+@torch.library.custom_op("fastsoftmax::cross_entropy_backward", mutates_args=(), device_types="cpu")
+def cross_entropy_backward_op(
+    grad_output: Tensor,
+    input: Tensor,
+    target: Tensor,
+    weight: Optional[Tensor],  # noqa: UP045
+    lse: Tensor,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    z_loss: float,
+    softcap: float,
+) -> Tensor:
+    """The gradient of the loss scaled by ``grad_output``, from the forward's lse."""
+    g = _array(grad_output)
+    grad = _xent.cross_entropy_backward(
+        _array(input),
+        _array(target),
+        lse.numpy(),
+        None if weight is None else _array(weight),
+        ignore_index,
+        reduction,
+        label_smoothing,
+        z_loss=z_loss,
+        softcap=softcap if softcap > 0 else None,
+        grad_output=float(g) if reduction != "none" else g,
+        n_threads=_threads(),
+    )
+    return _tensor(grad, input.dtype)
+
+
+@cross_entropy_backward_op.register_fake
+def _(grad_output, input, target, weight, lse, *options):
+    return input.new_empty(input.shape)
+
+
+def _refuse_double_backward(ctx, *grads):
+    raise RuntimeError(_DOUBLE_BACKWARD.format("cross_entropy", "cross_entropy"))
+
+
+cross_entropy_backward_op.register_autograd(
+    _refuse_double_backward, setup_context=lambda ctx, inputs, output: None
+)
+
+
+def _xent_setup_context(ctx, inputs, output):
+    input, target, weight, ignore_index, reduction, smoothing, z_loss, softcap, with_grad = inputs
+    _, grad, lse = output
+    ctx.options = (ignore_index, reduction, smoothing, z_loss, softcap)
+    ctx.fused = with_grad
+    ctx.mark_non_differentiable(grad, lse)
+    saved = [grad] if with_grad else [input, target, weight, lse]
+    if ctx.needs_input_grad[1] and with_grad:
+        saved += [input, target, weight, lse]
+    ctx.save_for_backward(*saved)
+
+
+def _xent_backward(ctx, grad_loss, _grad_grad, _grad_lse):
+    if torch.is_grad_enabled():
+        raise RuntimeError(_DOUBLE_BACKWARD.format("cross_entropy", "cross_entropy"))
+    if ctx.needs_input_grad[2]:
+        raise RuntimeError(
+            "fastsoftmax.torch.cross_entropy is not differentiable with respect to weight"
+        )
+    saved = ctx.saved_tensors
+    if ctx.fused:
+        grad, *rest = saved
+    else:
+        rest = saved
+    grad_input = grad_target = None
+    if ctx.needs_input_grad[0]:
+        if ctx.fused:
+            grad_input = grad if _is_one(grad_loss) else grad * grad_loss
+        else:
+            grad_input = cross_entropy_backward_op(grad_loss, *rest, *ctx.options)
+    if ctx.needs_input_grad[1]:
+        grad_target = _target_grad(grad_loss, *rest, *ctx.options)
+    return grad_input, grad_target, None, None, None, None, None, None, None
+
+
+def _is_one(g):
+    """True when the gradient needs no scaling: the usual ``loss.backward()``.
+    Never while a graph is traced (torch.compile, AOTAutograd: ``g`` is then
+    a fake or functional tensor subclass), whose graph cannot branch on a value."""
+    return type(g) is torch.Tensor and g.numel() == 1 and bool(g == 1)
+
+
+def _target_grad(grad_loss, input, target, weight, lse, ignore_index, reduction, smoothing, z_loss,
+                 softcap):  # fmt: skip
+    """d loss / d target for class-probability targets:
+    -(1 - label_smoothing) * weight_c * log_softmax(input)_c, scaled per sample."""
+    dtype = torch.promote_types(input.dtype, torch.float32)
+    z = input.to(dtype)
+    if softcap > 0:
+        z = softcap * torch.tanh(z / softcap)
+    batched = input.dim() > 1
+    lse = lse.to(dtype)
+    logp = z - (lse.unsqueeze(1) if batched else lse)
+    grad = -(1.0 - smoothing) * logp
+    if weight is not None:
+        w = weight.to(dtype)
+        grad = grad * (w.view((1, -1) + (1,) * (input.dim() - 2)) if batched else w)
+    g = grad_loss.to(dtype)
+    if reduction == "none":
+        g = g.unsqueeze(1) if batched else g
+    elif reduction == "mean":
+        g = g / (lse.numel() if lse.numel() else float("nan"))
+    return (grad * g).to(target.dtype)
+
+
+cross_entropy_op.register_autograd(_xent_backward, setup_context=_xent_setup_context)
+
+
+# ---------------------------------------------------------------- softmax family
+
+
+def _normalised(input, dim, log):
+    out = torch.empty(input.shape, dtype=torch.float32 if input.dtype in _HALF else input.dtype)
+    x = _array(input)
+    if x.size:  # an empty tensor has nothing to normalise (scipy's would raise)
+        o = out.view(1).numpy() if x.ndim == 0 else out.numpy()
+        _special._normalise(x.reshape(o.shape), dim if x.ndim else 0, o, _threads(), log=log)
+    return out if out.dtype == input.dtype else out.to(input.dtype)
+
+
+@torch.library.custom_op("fastsoftmax::softmax", mutates_args=(), device_types="cpu")
+def softmax_op(input: Tensor, dim: int) -> Tensor:
+    """softmax(input) along ``dim``, C-contiguous."""
+    return _normalised(input, dim, log=False)
+
+
+@torch.library.custom_op("fastsoftmax::log_softmax", mutates_args=(), device_types="cpu")
+def log_softmax_op(input: Tensor, dim: int) -> Tensor:
+    """log_softmax(input) along ``dim``, C-contiguous."""
+    return _normalised(input, dim, log=True)
+
+
+@softmax_op.register_fake
+def _(input, dim):
+    return input.new_empty(input.shape)
+
+
+@log_softmax_op.register_fake
+def _(input, dim):
+    return input.new_empty(input.shape)
+
+
+def _save_output(ctx, inputs, output):
+    ctx.dim = inputs[1]
+    ctx.input_dtype = inputs[0].dtype
+    ctx.save_for_backward(output)
+
+
+# The backward formulas are torch's own, in differentiable torch operations:
+# double backward works through them as it does for torch's softmax.
+def _softmax_backward(ctx, grad):
+    (out,) = ctx.saved_tensors
+    return torch._softmax_backward_data(grad, out, ctx.dim, ctx.input_dtype), None
+
+
+def _log_softmax_backward(ctx, grad):
+    (out,) = ctx.saved_tensors
+    return torch._log_softmax_backward_data(grad, out, ctx.dim, ctx.input_dtype), None
+
+
+softmax_op.register_autograd(_softmax_backward, setup_context=_save_output)
+log_softmax_op.register_autograd(_log_softmax_backward, setup_context=_save_output)
+
+
+@torch.library.custom_op("fastsoftmax::logsumexp", mutates_args=(), device_types="cpu")
+def logsumexp_op(input: Tensor, dim: list[int], keepdim: bool) -> Tensor:
+    """log(sum(exp(input))) over ``dim``, C-contiguous."""
+    x = _array(input)
+    if x.ndim == 0:
+        res = x.copy()  # the sum of one term: the term itself
+    elif x.size == 0:
+        # Sums of no terms are 0, their logs -inf (an empty result has none).
+        res = np.full(_reduced_shape(input.shape, dim, keepdim), -np.inf, dtype=x.dtype)
+    else:
+        res = _special.logsumexp(x, axis=tuple(dim), keepdims=keepdim, n_threads=_threads())
+    # np.require, not np.ascontiguousarray, which makes a 0-d result 1-d.
+    return _tensor(np.require(res, x.dtype, "C"), input.dtype)
+
+
+def _reduced_shape(shape, dim, keepdim):
+    dims = {d % max(len(shape), 1) for d in dim}
+    return [1 if i in dims else n for i, n in enumerate(shape) if keepdim or i not in dims]
+
+
+@logsumexp_op.register_fake
+def _(input, dim, keepdim):
+    return input.new_empty(_reduced_shape(input.shape, dim, keepdim))
+
+
+def _save_input_output(ctx, inputs, output):
+    input, dim, keepdim = inputs
+    ctx.dim, ctx.keepdim = dim, keepdim
+    ctx.save_for_backward(input, output)
+
+
+def _logsumexp_backward(ctx, grad):
+    # torch's formula: grad * exp(input - result), the reduced axes restored.
+    input, out = ctx.saved_tensors
+    if not ctx.keepdim and input.dim() > 0:
+        for d in sorted(d % input.dim() for d in ctx.dim):
+            grad, out = grad.unsqueeze(d), out.unsqueeze(d)
+    return grad * torch.exp(input - out), None, None
+
+
+logsumexp_op.register_autograd(_logsumexp_backward, setup_context=_save_input_output)
