@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("expecttest")  # torch.testing._internal needs it
 
 import torch.nn.functional as F  # noqa: E402
-from torch.testing import assert_close  # noqa: E402
+from torch.testing import assert_close as _assert_close  # noqa: E402
 from torch.testing._internal.common_methods_invocations import op_db  # noqa: E402
 from torch.testing._internal.common_modules import module_db  # noqa: E402
 
@@ -26,6 +26,20 @@ import fastsoftmax.torch as fst  # noqa: E402
 from fastsoftmax.torch import _ops  # noqa: E402
 
 OPS = {(o.name, o.variant_test_name): o for o in op_db}
+
+
+@pytest.fixture(autouse=True, params=["function", "operator"])
+def route(request, monkeypatch):
+    """Every test runs on fastsoftmax's kernels whatever its size (torch's own
+    take calls below ``torch_below`` otherwise), in eager mode once through
+    the autograd.Function and once through the registered operator."""
+    from fastsoftmax.torch import _functional
+
+    monkeypatch.setattr(_functional, "torch_below", 0)
+    monkeypatch.setattr(_functional, "eager_function", request.param == "function")
+    return request.param
+
+
 # (OpInfo name, variant) -> fastsoftmax.torch's function of the same arguments.
 OURS = {
     ("nn.functional.cross_entropy", ""): fst.cross_entropy,
@@ -36,6 +50,11 @@ OURS = {
     ("logsumexp", ""): fst.logsumexp,
 }
 DTYPES = [torch.float32, torch.float64]
+
+
+def assert_close(actual, expected, **kwargs):
+    """torch.testing.assert_close, NaN equal to NaN (as torch's own test suite)."""
+    _assert_close(actual, expected, equal_nan=True, **kwargs)
 
 
 def _grads(fn, sample, grad_seed):
@@ -58,6 +77,7 @@ def _samples(key, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("key", list(OURS), ids=lambda k: "-".join(p for p in k if p))
 def test_opinfo_samples_match_torch(key, dtype):
+    torch.manual_seed(0)
     samples = _samples(key, dtype)
     assert samples
     for i, sample in enumerate(samples):
@@ -97,6 +117,7 @@ MODULES = {
 @pytest.mark.parametrize("cls", list(MODULES), ids=lambda c: c.__name__)
 def test_moduleinfo_configurations_match_torch(cls, dtype):
     info = next(m for m in module_db if m.module_cls is cls)
+    torch.manual_seed(0)
     configs = info.module_inputs_func(
         info, device="cpu", dtype=dtype, requires_grad=True, training=True
     )
@@ -429,7 +450,7 @@ def test_patch_routes_torch_cross_entropy_and_unpatch_restores():
     with fst.patch():
         assert fst.patched() and F.cross_entropy is not torch_fn
         got = torch.nn.CrossEntropyLoss(label_smoothing=0.1)(x, t)
-        assert "fastsoftmax" in got.grad_fn.name()
+        assert "fastsoftmax" in got.grad_fn.name().lower()
         assert_close(got, want)
         assert_close(F.cross_entropy(x, t, size_average=False), torch_fn(x, t, reduction="sum"))
         assert F.cross_entropy(x.to("meta"), t.to("meta")).device.type == "meta"
@@ -451,3 +472,58 @@ def test_import_fastsoftmax_does_not_import_torch():
     code = "import sys, fastsoftmax; fastsoftmax.cross_entropy; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------- gradient buffers
+
+
+def test_gradient_buffers_are_reused_only_once_torch_lets_go():
+    from fastsoftmax.torch import _buffers
+
+    fst.empty_cache()
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(512, 1024, generator=g, requires_grad=True)  # a 2 MiB gradient
+    t = torch.randint(0, 1024, (512,), generator=g)
+    assert x.numel() * 4 >= _buffers.MIN_BYTES
+    (first,) = torch.autograd.grad(fst.cross_entropy(x, t), x)
+    (second,) = torch.autograd.grad(fst.cross_entropy(x, t), x)
+    assert first.data_ptr() != second.data_ptr()  # the first is still held
+    view = first[::2]
+    ptr = first.data_ptr()
+    del first
+    (third,) = torch.autograd.grad(fst.cross_entropy(x, t), x)
+    assert third.data_ptr() != ptr  # a view of it is still held
+    del view, second
+    (fourth,) = torch.autograd.grad(fst.cross_entropy(x, t, label_smoothing=0.1), x)
+    assert fourth.data_ptr() in (ptr, third.data_ptr()) or len(_buffers._kept) == 1
+    (want,) = torch.autograd.grad(F.cross_entropy(x, t, label_smoothing=0.1), x)
+    assert_close(fourth, want)  # a reused buffer is overwritten throughout
+    del fourth
+    (fifth,) = torch.autograd.grad(fst.cross_entropy(x, t, reduction="sum"), x)
+    assert_close(fifth, torch.autograd.grad(F.cross_entropy(x, t, reduction="sum"), x)[0])
+    fst.empty_cache()
+    assert not _buffers._kept
+
+
+def test_small_gradients_are_not_kept():
+    from fastsoftmax.torch import _buffers
+
+    fst.empty_cache()
+    x = torch.randn(16, 10, requires_grad=True)
+    torch.autograd.grad(fst.cross_entropy(x, torch.zeros(16, dtype=torch.int64)), x)
+    assert not _buffers._kept
+
+
+def test_small_calls_go_to_torchs_own_kernel(monkeypatch):
+    from fastsoftmax.torch import _functional
+
+    monkeypatch.setattr(_functional, "torch_below", 2**17)
+    small = torch.randn(64, 10, requires_grad=True)
+    large = torch.randn(512, 256, requires_grad=True)  # 2**17 logits
+    t_small, t_large = torch.zeros(64, dtype=torch.int64), torch.zeros(512, dtype=torch.int64)
+    assert "fastsoftmax" not in fst.cross_entropy(small, t_small).grad_fn.name().lower()
+    assert "fastsoftmax" in fst.cross_entropy(large, t_large).grad_fn.name().lower()
+    # z_loss and softcap on small calls: composed from torch's operators
+    got = fst.cross_entropy(small, t_small, z_loss=0.1, softcap=2.0)
+    monkeypatch.setattr(_functional, "torch_below", 0)
+    assert_close(got, fst.cross_entropy(small, t_small, z_loss=0.1, softcap=2.0))

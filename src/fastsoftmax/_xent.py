@@ -75,8 +75,8 @@ def cross_entropy(
     >>> round(float(cross_entropy(logits, np.array([0, 2]))), 6)
     0.176437
     """
-    if _all_defaults(weight, ignore_index, reduction, label_smoothing, z_loss, softcap, n_threads):
-        done = _default_mean(input, target, with_grad=False)
+    if _all_defaults(weight, ignore_index, reduction, label_smoothing, z_loss, softcap):
+        done = _default_mean(input, target, with_grad=False, n_threads=n_threads)
         if done is not None:
             return done[0]
     call = _Call(
@@ -156,13 +156,13 @@ def cross_entropy_with_grad(
     array([[ 0.5, -0.5]])
     """
     if (
-        _all_defaults(weight, ignore_index, reduction, label_smoothing, z_loss, softcap, n_threads)
+        _all_defaults(weight, ignore_index, reduction, label_smoothing, z_loss, softcap)
         and grad_output is None
         and out is None
         and inplace is False
         and return_lse is False
     ):
-        done = _default_mean(input, target, with_grad=True)
+        done = _default_mean(input, target, with_grad=True, n_threads=n_threads)
         if done is not None:
             return done
     call = _Call(
@@ -578,7 +578,7 @@ def _positive(name, value):
     return v
 
 
-def _all_defaults(weight, ignore_index, reduction, label_smoothing, z_loss, softcap, n_threads):
+def _all_defaults(weight, ignore_index, reduction, label_smoothing, z_loss, softcap):
     """True when these options are all at their defaults, given as the defaults'
     own types (anything else, even an equal value, goes through the checks)."""
     return (
@@ -592,7 +592,6 @@ def _all_defaults(weight, ignore_index, reduction, label_smoothing, z_loss, soft
         and type(z_loss) is float
         and z_loss == 0.0
         and softcap is None
-        and n_threads is None
     )
 
 
@@ -600,12 +599,13 @@ _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _INT64 = np.dtype(np.int64)
 
 
-def _default_mean(x, t, with_grad):
-    """The most common call, every option at its default, without the general
-    path's checks and conversions: C-contiguous 2-D float32/float64 scores and
-    int64 labels in range. Returns (loss, grad or None), or None when the call
-    is not of that kind; the general path then runs (and raises where it should).
-    Its results are the general path's, bit for bit (tests/test_xent.py)."""
+def _default_mean(x, t, with_grad, n_threads):
+    """The most common call, every option but ``n_threads`` at its default,
+    without the general path's checks and conversions: C-contiguous 2-D
+    float32/float64 scores and int64 labels in range. Returns (loss, grad or
+    None), or None when the call is not of that kind; the general path then
+    runs (and raises where it should). Its results are the general path's,
+    bit for bit (tests/test_xent.py)."""
     if not (
         type(x) is np.ndarray
         and type(t) is np.ndarray
@@ -620,6 +620,7 @@ def _default_mean(x, t, with_grad):
         and x.shape[1] > 0
     ):
         return None
+    n_threads = check_n_threads(n_threads)
     n, c = x.shape
     t2 = t.reshape(n, 1)
     bad, _, kept = _kernels.check_labels(t2, c, -100, None)
@@ -628,7 +629,7 @@ def _default_mean(x, t, with_grad):
     loss = np.empty(n)
     grad = np.empty((n, c), dtype=x.dtype) if with_grad else None
     g = 1.0 / kept if kept != 0 else np.nan
-    _index_rows(x, t, grad, None, g, 0.0, None, loss, np.empty(n))
+    _index_rows(x, t, grad, None, g, 0.0, n_threads, loss, np.empty(n))
     total = float(loss.sum())
     return x.dtype.type(total / kept if kept != 0 else np.nan), grad
 

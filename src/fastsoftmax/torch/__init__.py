@@ -18,6 +18,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
         "fastsoftmax.torch needs PyTorch: pip install torch (or fastsoftmax[torch])"
     ) from e
 
+from fastsoftmax.torch._buffers import empty_cache
 from fastsoftmax.torch._functional import cross_entropy, log_softmax, logsumexp, softmax
 from fastsoftmax.torch._modules import CrossEntropyLoss, LogSoftmax, Softmax
 from fastsoftmax.torch._patch import patch, patched, unpatch
@@ -27,6 +28,7 @@ __all__ = [
     "LogSoftmax",
     "Softmax",
     "cross_entropy",
+    "empty_cache",
     "log_softmax",
     "logsumexp",
     "patch",

@@ -17,6 +17,17 @@ __all__ = ["cross_entropy", "log_softmax", "logsumexp", "softmax"]
 _INDEX_DTYPES = (torch.int64, torch.uint8)
 # torch's own, kept before patch() can replace F.cross_entropy.
 torch_cross_entropy = F.cross_entropy
+# False sends eager calls through the registered operator too (the tests run
+# torch's samples both ways).
+eager_function = True
+# Calls with fewer logits than this go to torch's own kernels. In a training
+# step, right after the model's matrix products, our Python path (the
+# autograd.Function, NumPy views, checks) costs about 50 us more than torch's
+# C++ dispatch, which outweighs the faster kernel below about 2**17 logits at
+# 10 to 1000 classes (measured with bench/bench_torch.py's steps). Under
+# torch.compile the shapes are known when tracing, so the choice is made then
+# (torch's operators are fused by Inductor). The tests set it to 0.
+torch_below = 2**17
 
 
 def _ours(*tensors):
@@ -57,7 +68,8 @@ def cross_entropy(
     forward keeps each sample's log-sum-exp and the backward makes one sweep.
     Tensors on other devices (CUDA, MPS) go to torch's own operators, with
     ``z_loss`` and ``softcap`` composed from them, so a model moves to a GPU
-    without edits.
+    without edits; so do calls with fewer than 2**17 logits, where torch's
+    C++ dispatch costs less than ours saves.
 
     Parameters
     ----------
@@ -98,8 +110,18 @@ def cross_entropy(
             "cross_entropy(): input and target must be Tensors, got "
             f"{type(input).__name__} and {type(target).__name__}"
         )
-    softcap_value = 0.0 if softcap is None else float(softcap)
-    if not _ours(input, target, weight):
+    compiling = torch.compiler.is_compiling()
+    if input.numel() < torch_below and not z_loss and softcap is None:
+        # First, and with nothing else checked: its overhead is what counts here.
+        return torch_cross_entropy(
+            input,
+            target,
+            weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            label_smoothing=label_smoothing,
+        )
+    if not _ours(input, target, weight) or input.numel() < torch_below:
         return _composed_cross_entropy(
             input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
         )
@@ -116,12 +138,16 @@ def cross_entropy(
     # torch.compile the backward's scaling could not be skipped, so there the
     # backward makes the sweep instead (from the forward's lse).
     with_grad = (
-        reduction != "none"
-        and input.requires_grad
-        and torch.is_grad_enabled()
-        and not torch.compiler.is_compiling()
+        not compiling and reduction != "none" and input.requires_grad and torch.is_grad_enabled()
     )
-    loss, _, _ = _ops.cross_entropy_op(
+    # Eager calls take the autograd.Function (same forward and backward as the
+    # operator, a third of its overhead); torch.compile traces the operator.
+    run = (
+        _ops.cross_entropy_op
+        if compiling or not eager_function
+        else _ops.FastsoftmaxCrossEntropy.apply
+    )
+    loss, _, _ = run(
         input,
         target,
         weight,
@@ -129,7 +155,7 @@ def cross_entropy(
         reduction,
         float(label_smoothing),
         float(z_loss),
-        softcap_value,
+        0.0 if softcap is None else float(softcap),
         with_grad,
     )
     return loss

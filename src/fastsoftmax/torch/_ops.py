@@ -13,8 +13,10 @@ import torch
 from torch import Tensor
 
 from fastsoftmax import _special, _xent
+from fastsoftmax.torch import _buffers
 
 __all__ = [
+    "FastsoftmaxCrossEntropy",
     "cross_entropy_op",
     "cross_entropy_backward_op",
     "log_softmax_op",
@@ -37,7 +39,7 @@ def _array(t):
     2-byte float (until native 2-byte kernels exist)."""
     if t.dtype in _HALF:
         t = t.float()
-    return t.numpy()
+    return t.detach().numpy()
 
 
 def _tensor(a, dtype):
@@ -45,6 +47,14 @@ def _tensor(a, dtype):
     else rounded once."""
     t = torch.from_numpy(np.asarray(a))
     return t if t.dtype == dtype else t.to(dtype)
+
+
+def _grad_buffer(x):
+    """Where the gradient of ``x``'s logits goes: a kept buffer when one is
+    free (_buffers.py), None (a fresh array) for small ones."""
+    if x.nbytes < _buffers.MIN_BYTES:
+        return None
+    return _buffers.empty(x.shape, x.dtype)
 
 
 def _threads():
@@ -59,6 +69,28 @@ def _loss_shape(input):
 # ----------------------------------------------------------------- cross-entropy
 
 
+def _xent_forward(
+    input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, with_grad
+):
+    """(loss, grad, lse): with ``with_grad`` the gradient of the unscaled loss
+    and an empty lse; without, an empty grad and each sample's log-sum-exp in
+    float64, for the backward to make its one sweep from."""
+    x, t = _array(input), _array(target)
+    w = None if weight is None else _array(weight)
+    cap = softcap if softcap > 0 else None
+    if with_grad:
+        loss, grad = _xent.cross_entropy_with_grad(
+            x, t, w, ignore_index, reduction, label_smoothing, z_loss=z_loss, softcap=cap,
+            n_threads=_threads(), out=_grad_buffer(x),
+        )  # fmt: skip
+        lse = torch.empty((0,), dtype=torch.float64)
+        return _tensor(loss, input.dtype), _tensor(grad, input.dtype), lse
+    loss, _, lse = _xent.loss_grad_lse(
+        x, t, w, ignore_index, reduction, label_smoothing, z_loss, cap, False, n_threads=_threads()
+    )
+    return _tensor(loss, input.dtype), input.new_empty((0,)), torch.from_numpy(lse)
+
+
 @torch.library.custom_op("fastsoftmax::cross_entropy", mutates_args=(), device_types="cpu")
 def cross_entropy_op(
     input: Tensor,
@@ -71,29 +103,17 @@ def cross_entropy_op(
     softcap: float,
     with_grad: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns (loss, grad, lse): grad of the unscaled loss when ``with_grad``
-    (else an empty tensor), lse each sample's log-sum-exp in float64."""
-    loss, grad, lse = _xent.loss_grad_lse(
-        _array(input),
-        _array(target),
-        None if weight is None else _array(weight),
-        ignore_index,
-        reduction,
-        label_smoothing,
-        z_loss,
-        softcap if softcap > 0 else None,
-        with_grad,
-        n_threads=_threads(),
+    """Returns (loss, grad, lse) as :func:`_xent_forward`."""
+    return _xent_forward(
+        input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, with_grad
     )
-    grad_t = input.new_empty((0,)) if grad is None else _tensor(grad, input.dtype)
-    return _tensor(loss, input.dtype), grad_t, torch.from_numpy(lse)
 
 
 @cross_entropy_op.register_fake
 def _(input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, with_grad):
     loss_shape = _loss_shape(input) if reduction == "none" else ()
     grad = input.new_empty(input.shape if with_grad else (0,))
-    lse = input.new_empty(_loss_shape(input), dtype=torch.float64)
+    lse = input.new_empty((0,) if with_grad else _loss_shape(input), dtype=torch.float64)
     return input.new_empty(loss_shape), grad, lse
 
 
@@ -111,9 +131,19 @@ def cross_entropy_backward_op(
     softcap: float,
 ) -> Tensor:
     """The gradient of the loss scaled by ``grad_output``, from the forward's lse."""
-    g = _array(grad_output)
+    return _xent_backward_sweep(
+        grad_output, input, target, weight, lse, ignore_index, reduction, label_smoothing,
+        z_loss, softcap,
+    )  # fmt: skip
+
+
+def _xent_backward_sweep(
+    grad_output, input, target, weight, lse, ignore_index, reduction, label_smoothing, z_loss,
+    softcap,
+):  # fmt: skip
+    g, x = _array(grad_output), _array(input)
     grad = _xent.cross_entropy_backward(
-        _array(input),
+        x,
         _array(target),
         lse.numpy(),
         None if weight is None else _array(weight),
@@ -124,6 +154,7 @@ def cross_entropy_backward_op(
         softcap=softcap if softcap > 0 else None,
         grad_output=float(g) if reduction != "none" else g,
         n_threads=_threads(),
+        out=_grad_buffer(x),
     )
     return _tensor(grad, input.dtype)
 
@@ -148,10 +179,14 @@ def _xent_setup_context(ctx, inputs, output):
     ctx.options = (ignore_index, reduction, smoothing, z_loss, softcap)
     ctx.fused = with_grad
     ctx.mark_non_differentiable(grad, lse)
-    saved = [grad] if with_grad else [input, target, weight, lse]
-    if ctx.needs_input_grad[1] and with_grad:
-        saved += [input, target, weight, lse]
-    ctx.save_for_backward(*saved)
+    # No zero-filled incoming gradients for those two (one would be N x C).
+    ctx.set_materialize_grads(False)
+    if not with_grad:
+        ctx.save_for_backward(input, target, weight, lse)
+    elif ctx.needs_input_grad[1]:
+        ctx.save_for_backward(grad, input, target, weight)
+    else:
+        ctx.save_for_backward(grad)
 
 
 def _xent_backward(ctx, grad_loss, _grad_grad, _grad_lse):
@@ -162,29 +197,35 @@ def _xent_backward(ctx, grad_loss, _grad_grad, _grad_lse):
             "fastsoftmax.torch.cross_entropy is not differentiable with respect to weight"
         )
     saved = ctx.saved_tensors
-    if ctx.fused:
-        grad, *rest = saved
-    else:
-        rest = saved
     grad_input = grad_target = None
+    if grad_loss is None:  # the loss itself was not used (grads are not materialised)
+        return (None,) * 9
     if ctx.needs_input_grad[0]:
         if ctx.fused:
+            grad = saved[0]
             grad_input = grad if _is_one(grad_loss) else grad * grad_loss
         else:
-            grad_input = cross_entropy_backward_op(grad_loss, *rest, *ctx.options)
+            sweep = _xent_backward_sweep if _eager(grad_loss) else cross_entropy_backward_op
+            grad_input = sweep(grad_loss, *saved, *ctx.options)
     if ctx.needs_input_grad[1]:
-        grad_target = _target_grad(grad_loss, *rest, *ctx.options)
+        input, target, weight = saved[1:4] if ctx.fused else saved[:3]
+        grad_target = _target_grad(grad_loss, input, target, weight, *ctx.options)
     return grad_input, grad_target, None, None, None, None, None, None, None
+
+
+def _eager(g):
+    """True outside graph tracing (torch.compile, AOTAutograd), where ``g`` is
+    a fake or functional tensor subclass and the kernels cannot be called."""
+    return type(g) is torch.Tensor
 
 
 def _is_one(g):
     """True when the gradient needs no scaling: the usual ``loss.backward()``.
-    Never while a graph is traced (torch.compile, AOTAutograd: ``g`` is then
-    a fake or functional tensor subclass), whose graph cannot branch on a value."""
-    return type(g) is torch.Tensor and g.numel() == 1 and bool(g == 1)
+    Never while a graph is traced, whose graph cannot branch on a value."""
+    return _eager(g) and g.numel() == 1 and g.item() == 1.0
 
 
-def _target_grad(grad_loss, input, target, weight, lse, ignore_index, reduction, smoothing, z_loss,
+def _target_grad(grad_loss, input, target, weight, ignore_index, reduction, smoothing, z_loss,
                  softcap):  # fmt: skip
     """d loss / d target for class-probability targets:
     -(1 - label_smoothing) * weight_c * log_softmax(input)_c, scaled per sample."""
@@ -193,9 +234,7 @@ def _target_grad(grad_loss, input, target, weight, lse, ignore_index, reduction,
     if softcap > 0:
         z = softcap * torch.tanh(z / softcap)
     batched = input.dim() > 1
-    lse = lse.to(dtype)
-    logp = z - (lse.unsqueeze(1) if batched else lse)
-    grad = -(1.0 - smoothing) * logp
+    grad = -(1.0 - smoothing) * torch.log_softmax(z, 1 if batched else 0)
     if weight is not None:
         w = weight.to(dtype)
         grad = grad * (w.view((1, -1) + (1,) * (input.dim() - 2)) if batched else w)
@@ -203,8 +242,25 @@ def _target_grad(grad_loss, input, target, weight, lse, ignore_index, reduction,
     if reduction == "none":
         g = g.unsqueeze(1) if batched else g
     elif reduction == "mean":
-        g = g / (lse.numel() if lse.numel() else float("nan"))
+        n_samples = input.numel() // input.shape[1] if batched else 1
+        g = g / (n_samples if n_samples else float("nan"))
     return (grad * g).to(target.dtype)
+
+
+class FastsoftmaxCrossEntropy(torch.autograd.Function):
+    """The operator's eager twin: the same forward, context and backward as
+    ``fastsoftmax::cross_entropy``, without the dispatcher's Python round
+    trips (about 60 us a call). torch.compile traces the operator instead."""
+
+    # forward with ctx, not a separate setup_context: apply() then skips
+    # binding the arguments to a signature, 20 us a call.
+    @staticmethod
+    def forward(ctx, *inputs):
+        output = _xent_forward(*inputs)
+        _xent_setup_context(ctx, inputs, output)
+        return output
+
+    backward = staticmethod(_xent_backward)
 
 
 cross_entropy_op.register_autograd(_xent_backward, setup_context=_xent_setup_context)
