@@ -12,7 +12,8 @@ a step's floor is the same step with a loss that costs nothing.
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/bench_torch.py
 
 The second form interleaves the sides round by round and prints the tables
-of the README (median of rounds, ratios within a round), then the peak
+of the README (median of rounds, ratios within a round; the loss again with
+one other CPU-bound process running), then the peak
 memory of the loss alone, each method in a process of its own, and checks
 that the two losses agree step by step over 20 steps.
 """
@@ -28,6 +29,7 @@ import pytest
 torch = pytest.importorskip("torch") if __name__ != "__main__" else __import__("torch")
 
 import fastsoftmax.torch as fst  # noqa: E402
+from fastsoftmax import _bench_mixed  # noqa: E402
 
 LOSS_SHAPES = [(1, 10), (65536, 10), (4096, 1000), (4096, 32000), (256, 128256)]
 STEPS = ["lm-head", "mlp"]
@@ -263,6 +265,9 @@ def main(argv=None):
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     loss_table(args.rounds)
+    print("\nWith one other CPU-bound process running:\n")
+    with _bench_mixed.busy_core():
+        loss_table(args.rounds)
     print()
     step_table(args.rounds)
     print()

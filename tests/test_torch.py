@@ -527,3 +527,18 @@ def test_small_calls_go_to_torchs_own_kernel(monkeypatch):
     got = fst.cross_entropy(small, t_small, z_loss=0.1, softcap=2.0)
     monkeypatch.setattr(_functional, "torch_below", 0)
     assert_close(got, fst.cross_entropy(small, t_small, z_loss=0.1, softcap=2.0))
+
+
+def test_readme_training_loop_runs():
+    import pathlib
+
+    readme = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+    if not readme.exists():  # the wheel's tests run from a copy of tests/ alone
+        pytest.skip("README.md is not beside tests/")
+    text = readme.read_text()
+    section = text[text.index("## PyTorch") :]
+    code = section[section.index("```python") + len("```python") : section.index("```\n\n")]
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert torch.isfinite(scope["loss"]).item()
+    assert "fastsoftmax" in scope["loss"].grad_fn.name().lower()

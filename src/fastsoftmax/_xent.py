@@ -626,10 +626,12 @@ def _default_mean(x, t, with_grad, n_threads):
     bad, _, kept = _kernels.check_labels(t2, c, -100, None)
     if bad >= 0:
         return None
-    loss = np.empty(n)
+    # The dtype is given: NumPy 2.4's np.empty(n) keeps a reference to the
+    # float64 dtype per call (tests/test_leaks.py watches its count).
+    loss = np.empty(n, np.float64)
     grad = np.empty((n, c), dtype=x.dtype) if with_grad else None
     g = 1.0 / kept if kept != 0 else np.nan
-    _index_rows(x, t, grad, None, g, 0.0, n_threads, loss, np.empty(n))
+    _index_rows(x, t, grad, None, g, 0.0, n_threads, loss, np.empty(n, np.float64))
     total = float(loss.sum())
     return x.dtype.type(total / kept if kept != 0 else np.nan), grad
 

@@ -46,8 +46,11 @@ def empty(shape, dtype):
 
 
 def empty_cache():
-    """Release the kept gradient buffers (as ``torch.cuda.empty_cache`` does for
-    CUDA's caching allocator); those still in use live on with their tensors."""
+    """Release the kept gradient buffers.
+
+    As ``torch.cuda.empty_cache`` does for CUDA's caching allocator; buffers
+    still in use live on with their tensors.
+    """
     _kept.clear()
 
 

@@ -141,7 +141,7 @@ def cross_entropy(
         not compiling and reduction != "none" and input.requires_grad and torch.is_grad_enabled()
     )
     # Eager calls take the autograd.Function (same forward and backward as the
-    # operator, a third of its overhead); torch.compile traces the operator.
+    # operator, less than half its overhead); torch.compile traces the operator.
     run = (
         _ops.cross_entropy_op
         if compiling or not eager_function
@@ -200,21 +200,48 @@ def _composed_cross_entropy(
 
 
 def softmax(input, dim=None, dtype=None):
-    """softmax along ``dim``, as ``torch.nn.functional.softmax``.
+    """Softmax along a dimension, as ``torch.nn.functional.softmax``.
 
-    CPU float tensors run in fastsoftmax's kernels (float16 and bfloat16 in
-    float32, rounded once); other devices and dtypes go to torch's own.
-    ``dtype`` casts the input first, as in torch. Double backward works.
+    Parameters
+    ----------
+    input : Tensor
+        The scores. CPU float tensors run in fastsoftmax's kernels (float16
+        and bfloat16 in float32, rounded once); other devices and dtypes go
+        to torch's own operator.
+    dim : int
+        The dimension the probabilities sum to 1 along. None picks torch's
+        implicit (deprecated) choice, with its warning.
+    dtype : torch.dtype, optional
+        Cast the input to this dtype first, as torch does.
+
+    Returns
+    -------
+    Tensor
+        Of the input's shape, C-contiguous. Double backward works.
     """
     return _normalised(input, dim, dtype, "softmax")
 
 
 def log_softmax(input, dim=None, dtype=None):
-    """log_softmax along ``dim``, as ``torch.nn.functional.log_softmax``.
+    """Log-softmax along a dimension, as ``torch.nn.functional.log_softmax``.
 
-    CPU float tensors run in fastsoftmax's kernels (float16 and bfloat16 in
-    float32, rounded once); other devices and dtypes go to torch's own.
-    ``dtype`` casts the input first, as in torch. Double backward works.
+    Parameters
+    ----------
+    input : Tensor
+        The scores. CPU float tensors run in fastsoftmax's kernels (float16
+        and bfloat16 in float32, rounded once); other devices and dtypes go
+        to torch's own operator.
+    dim : int
+        The dimension normalised along. None picks torch's implicit
+        (deprecated) choice, with its warning.
+    dtype : torch.dtype, optional
+        Cast the input to this dtype first, as torch does.
+
+    Returns
+    -------
+    Tensor
+        ``input - logsumexp(input, dim)``, of the input's shape,
+        C-contiguous. Double backward works.
     """
     return _normalised(input, dim, dtype, "log_softmax")
 
@@ -234,11 +261,23 @@ def _normalised(input, dim, dtype, name):
 
 
 def logsumexp(input, dim, keepdim=False):
-    """log(sum(exp(input))) over ``dim``, as ``torch.logsumexp``.
+    """Log of the sum of exponentials over dimensions, as ``torch.logsumexp``.
 
-    CPU float tensors run in fastsoftmax's kernels; integer inputs are
-    promoted to the default float dtype, as in torch; other devices go to
-    torch's own.
+    Parameters
+    ----------
+    input : Tensor
+        CPU float tensors run in fastsoftmax's kernels; integer inputs are
+        promoted to the default float dtype, as in torch; other devices go to
+        torch's own operator.
+    dim : int or tuple of ints
+        The dimensions reduced.
+    keepdim : bool, default=False
+        Keep the reduced dimensions, of size 1.
+
+    Returns
+    -------
+    Tensor
+        ``log(sum(exp(input), dim))``, computed stably.
     """
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"logsumexp(): input must be a Tensor, got {type(input).__name__}")

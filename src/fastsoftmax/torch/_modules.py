@@ -15,10 +15,24 @@ __all__ = ["CrossEntropyLoss", "LogSoftmax", "Softmax"]
 class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
     """``torch.nn.CrossEntropyLoss`` computed by :func:`fastsoftmax.torch.cross_entropy`.
 
-    Takes torch's arguments in torch's order (``size_average`` and ``reduce``
-    are torch's deprecated spellings of ``reduction``), and two more:
-    ``z_loss`` (weight of each sample's ``lse**2``) and ``softcap`` (logits
-    replaced by ``softcap * tanh(input / softcap)``).
+    Parameters
+    ----------
+    weight : Tensor of shape (n_classes,), optional
+        A rescaling weight for each class (a buffer, as in torch).
+    size_average : bool, optional
+        Deprecated in torch: use ``reduction``.
+    ignore_index : int, default=-100
+        A class index whose targets add nothing to the loss or the gradient.
+    reduce : bool, optional
+        Deprecated in torch: use ``reduction``.
+    reduction : {'mean', 'sum', 'none'}, default='mean'
+        How the per-sample losses are reduced.
+    label_smoothing : float in [0, 1], default=0.0
+        Mixes the target with the uniform distribution over classes.
+    z_loss : float >= 0, default=0.0
+        Adds ``z_loss * lse**2`` to each (not ignored) sample's loss.
+    softcap : float > 0, optional
+        Replaces the logits by ``softcap * tanh(input / softcap)`` first.
     """
 
     def __init__(
@@ -38,6 +52,20 @@ class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
         self.softcap = softcap
 
     def forward(self, input, target):
+        """The loss of ``input`` (logits) against ``target``.
+
+        Parameters
+        ----------
+        input : Tensor of shape (n_classes,), (n_samples, n_classes) or (n_samples, n_classes, ...)
+            Unnormalised scores.
+        target : Tensor
+            Class indices or class probabilities.
+
+        Returns
+        -------
+        Tensor
+            As :func:`fastsoftmax.torch.cross_entropy`.
+        """
         return _functional.cross_entropy(
             input,
             target,
@@ -50,6 +78,13 @@ class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
         )
 
     def extra_repr(self):
+        """The options beyond torch's, for ``repr``.
+
+        Returns
+        -------
+        str
+            ``z_loss`` and ``softcap`` when set.
+        """
         extra = [f"z_loss={self.z_loss}"] if self.z_loss else []
         if self.softcap is not None:
             extra.append(f"softcap={self.softcap}")
@@ -63,14 +98,50 @@ class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
 
 
 class Softmax(torch.nn.Softmax):
-    """``torch.nn.Softmax`` computed by :func:`fastsoftmax.torch.softmax`."""
+    """``torch.nn.Softmax`` computed by :func:`fastsoftmax.torch.softmax`.
+
+    Parameters
+    ----------
+    dim : int, optional
+        The dimension the probabilities sum to 1 along.
+    """
 
     def forward(self, input):
+        """Softmax of ``input`` along ``self.dim``.
+
+        Parameters
+        ----------
+        input : Tensor
+            The scores.
+
+        Returns
+        -------
+        Tensor
+            Of the input's shape.
+        """
         return _functional.softmax(input, self.dim)
 
 
 class LogSoftmax(torch.nn.LogSoftmax):
-    """``torch.nn.LogSoftmax`` computed by :func:`fastsoftmax.torch.log_softmax`."""
+    """``torch.nn.LogSoftmax`` computed by :func:`fastsoftmax.torch.log_softmax`.
+
+    Parameters
+    ----------
+    dim : int, optional
+        The dimension normalised along.
+    """
 
     def forward(self, input):
+        """Log-softmax of ``input`` along ``self.dim``.
+
+        Parameters
+        ----------
+        input : Tensor
+            The scores.
+
+        Returns
+        -------
+        Tensor
+            Of the input's shape.
+        """
         return _functional.log_softmax(input, self.dim)

@@ -63,9 +63,14 @@ def patch():
     """Route ``torch.nn.functional.cross_entropy`` (and with it
     ``torch.nn.CrossEntropyLoss``) of CPU tensors to fastsoftmax.
 
-    Returns a context manager: ``with fastsoftmax.torch.patch(): ...``
-    restores torch's on exit; called alone, the patch lasts until
-    :func:`unpatch`. Tensors on other devices still reach torch's own.
+    Tensors on other devices still reach torch's own.
+
+    Returns
+    -------
+    context manager
+        ``with fastsoftmax.torch.patch(): ...`` restores torch's on exit
+        (unless it was patched before); called alone, the patch lasts until
+        :func:`unpatch`.
     """
     was_patched = patched()
     F.cross_entropy = _routed_cross_entropy
@@ -78,5 +83,11 @@ def unpatch():
 
 
 def patched():
-    """True while ``torch.nn.functional.cross_entropy`` is routed to fastsoftmax."""
+    """Tell whether ``torch.nn.functional.cross_entropy`` is routed to fastsoftmax.
+
+    Returns
+    -------
+    bool
+        True between :func:`patch` and :func:`unpatch`.
+    """
     return F.cross_entropy is _routed_cross_entropy
