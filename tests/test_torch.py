@@ -523,6 +523,11 @@ def test_small_calls_go_to_torchs_own_kernel(monkeypatch):
     t_small, t_large = torch.zeros(64, dtype=torch.int64), torch.zeros(512, dtype=torch.int64)
     assert "fastsoftmax" not in fst.cross_entropy(small, t_small).grad_fn.name().lower()
     assert "fastsoftmax" in fst.cross_entropy(large, t_large).grad_fn.name().lower()
+    for fn in (fst.softmax, fst.log_softmax):
+        assert "fastsoftmax" not in fn(small, 1).grad_fn.name().lower()
+        assert "fastsoftmax" in fn(large, 1).grad_fn.name().lower()
+    assert "fastsoftmax" not in fst.logsumexp(small, 1).grad_fn.name().lower()
+    assert "fastsoftmax" in fst.logsumexp(large, 1).grad_fn.name().lower()
     # z_loss and softcap on small calls: composed from torch's operators
     got = fst.cross_entropy(small, t_small, z_loss=0.1, softcap=2.0)
     monkeypatch.setattr(_functional, "torch_below", 0)

@@ -20,13 +20,16 @@ torch_cross_entropy = F.cross_entropy
 # False sends eager calls through the registered operator too (the tests run
 # torch's samples both ways).
 eager_function = True
-# Calls with fewer logits than this go to torch's own kernels. In a training
+# Calls with fewer elements than this go to torch's own kernels. In a training
 # step, right after the model's matrix products, our Python path (the
 # autograd.Function, NumPy views, checks) costs about 50 us more than torch's
 # C++ dispatch, which outweighs the faster kernel below about 2**17 logits at
 # 10 to 1000 classes (measured with bench/bench_torch.py's steps). Under
 # torch.compile the shapes are known when tracing, so the choice is made then
-# (torch's operators are fused by Inductor). The tests set it to 0.
+# (torch's operators are fused by Inductor). The softmax family follows the
+# same rule: torch's softmax and log_softmax kernels are as fast as ours at
+# every size measured, its logsumexp slower from about 2**17 elements, and
+# below that our overhead decides. The tests set it to 0.
 torch_below = 2**17
 
 
@@ -205,9 +208,10 @@ def softmax(input, dim=None, dtype=None):
     Parameters
     ----------
     input : Tensor
-        The scores. CPU float tensors run in fastsoftmax's kernels (float16
-        and bfloat16 in float32, rounded once); other devices and dtypes go
-        to torch's own operator.
+        The scores. CPU float tensors of 2**17 elements or more run in
+        fastsoftmax's kernels (float16 and bfloat16 in float32, rounded
+        once); smaller ones, other devices and other dtypes go to torch's
+        own operator.
     dim : int
         The dimension the probabilities sum to 1 along. None picks torch's
         implicit (deprecated) choice, with its warning.
@@ -228,9 +232,10 @@ def log_softmax(input, dim=None, dtype=None):
     Parameters
     ----------
     input : Tensor
-        The scores. CPU float tensors run in fastsoftmax's kernels (float16
-        and bfloat16 in float32, rounded once); other devices and dtypes go
-        to torch's own operator.
+        The scores. CPU float tensors of 2**17 elements or more run in
+        fastsoftmax's kernels (float16 and bfloat16 in float32, rounded
+        once); smaller ones, other devices and other dtypes go to torch's
+        own operator.
     dim : int
         The dimension normalised along. None picks torch's implicit
         (deprecated) choice, with its warning.
@@ -254,7 +259,7 @@ def _normalised(input, dim, dtype, name):
         dim = F._get_softmax_dim(name, input.dim(), 4)
     if dtype is not None:
         input = input.to(dtype)
-    if not (_ours(input) and input.is_floating_point()):
+    if not (_ours(input) and input.is_floating_point()) or input.numel() < torch_below:
         return getattr(F, name)(input, dim)
     op = _ops.softmax_op if name == "softmax" else _ops.log_softmax_op
     return op(input, _check_dim(dim, input.dim()))
@@ -266,9 +271,9 @@ def logsumexp(input, dim, keepdim=False):
     Parameters
     ----------
     input : Tensor
-        CPU float tensors run in fastsoftmax's kernels; integer inputs are
-        promoted to the default float dtype, as in torch; other devices go to
-        torch's own operator.
+        CPU float tensors of 2**17 elements or more run in fastsoftmax's
+        kernels; integer inputs are promoted to the default float dtype, as
+        in torch; smaller ones and other devices go to torch's own operator.
     dim : int or tuple of ints
         The dimensions reduced.
     keepdim : bool, default=False
@@ -284,7 +289,7 @@ def logsumexp(input, dim, keepdim=False):
     if not input.is_floating_point() and not input.is_complex():
         input = input.to(torch.get_default_dtype())
     dims = [dim] if isinstance(dim, int) else list(dim)
-    if not (_ours(input) and input.is_floating_point()) or not dims:
+    if not (_ours(input) and input.is_floating_point()) or not dims or input.numel() < torch_below:
         return torch.logsumexp(input, dim, keepdim)
     dims = [_check_dim(d, input.dim()) for d in dims]
     if len(set(dims)) != len(dims):
