@@ -547,3 +547,12 @@ def test_readme_training_loop_runs():
     exec(compile(code, "README.md", "exec"), scope)
     assert torch.isfinite(scope["loss"]).item()
     assert "fastsoftmax" in scope["loss"].grad_fn.name().lower()
+
+
+def test_probabilities_of_another_dtype_promote_the_loss_as_torch():
+    x = torch.randn(3, 5, requires_grad=True)
+    p = torch.softmax(torch.randn(3, 5), 1).double()
+    ours, theirs = fst.cross_entropy(x, p), F.cross_entropy(x, p)
+    assert ours.dtype == theirs.dtype == torch.float64
+    assert_close(ours, theirs, rtol=1e-6, atol=1e-6)  # computed in float32
+    assert_close(torch.autograd.grad(ours, x)[0], torch.autograd.grad(theirs, x)[0])

@@ -161,6 +161,9 @@ def cross_entropy(
         0.0 if softcap is None else float(softcap),
         with_grad,
     )
+    if target.is_floating_point() and target.dtype != input.dtype:
+        # torch's result takes the promoted dtype of logits and probabilities.
+        return loss.to(torch.promote_types(input.dtype, target.dtype))
     return loss
 
 
