@@ -61,14 +61,14 @@ def objective(model, X, y, alpha, sample_weight=None):
 # ---------------------------------------------------------------- scikit-learn checks
 
 
-# Small max_iter keeps the checks fast; the checks' tiny data sets then
-# sometimes stop at max_iter, which the ConvergenceWarning filter below
-# expects. The SGD instance takes a smaller step because the checks feed
-# unscaled features (magnitudes near 20) to it.
+# Small max_iter keeps the L-BFGS checks fast; the checks' tiny data sets
+# then sometimes stop at max_iter, which the ConvergenceWarning filter below
+# expects. SGD runs with every parameter at its default: its step comes from
+# the data, which the checks feed unscaled (magnitudes near 20).
 @parametrize_with_checks(
     [
         SoftmaxRegression(max_iter=50),
-        SoftmaxRegression(solver="sgd", learning_rate=0.01, max_iter=30),
+        SoftmaxRegression(solver="sgd"),
     ]
 )
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -710,7 +710,7 @@ def test_diverging_run_leaves_the_model_as_it_was(iris, solver, monkeypatch):
 def test_sgd_convergence_warning_says_what_happened(curve, stalled, says):
     from fastsoftmax.linear_model._sgd import not_converged_message
 
-    model = SoftmaxRegression(solver="sgd", max_iter=3)
+    model = SoftmaxRegression(solver="sgd", learning_rate=0.1, max_iter=3)
     model.loss_curve_ = curve
     message = not_converged_message(model, stalled)
     assert message.startswith("SoftmaxRegression(solver='sgd') stopped at max_iter=3 epochs")
@@ -736,11 +736,52 @@ def test_sgd_worse_than_a_uniform_guess_warns():
     )
     X = X * 50 + 10
     with pytest.warns(ConvergenceWarning, match=r"above log\(20\) = 2.996, the loss of a uni"):
-        model = SoftmaxRegression(solver="sgd", random_state=0, max_iter=5).fit(X, y)
+        model = SoftmaxRegression(solver="sgd", learning_rate=0.1, random_state=0, max_iter=5)
+        model.fit(X, y)
     assert model.loss_curve_[-1] > np.log(20)
+    # the default step comes from the data: below the uniform guess in one epoch
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = SoftmaxRegression(solver="sgd", random_state=0, max_iter=1, tol=None).fit(X, y)
+    assert model.loss_curve_[0] < np.log(20)
+    assert model.score(X, y) > 0.3  # 20 classes: a uniform guess scores 0.05
     # scaled, the same run ends below it and says nothing of the kind
     X = (X - X.mean(0)) / X.std(0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model = SoftmaxRegression(solver="sgd", random_state=0, max_iter=5, tol=None).fit(X, y)
     assert model.loss_curve_[-1] < np.log(20)
+
+
+def test_auto_learning_rate_is_one_over_the_curvature_bound():
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=300, n_features=8, n_classes=3, n_informative=5,
+                               random_state=1)  # fmt: skip
+    X = X * 7
+    w = np.random.default_rng(0).random(300) + 0.5
+    model = SoftmaxRegression(solver="sgd", alpha=1e-3, max_iter=2, tol=None).fit(X, y)
+    bound = 0.5 * ((X**2).sum(1) + 1).max() + 1e-3
+    assert model.learning_rate_ == pytest.approx(1 / bound, rel=1e-12)
+    model = SoftmaxRegression(solver="sgd", fit_intercept=False, max_iter=1, tol=None)
+    model.fit(X, y, sample_weight=w)  # weights leave the rate as it is
+    bound = 0.5 * (X**2).sum(1).max() + 1e-4
+    assert model.learning_rate_ == pytest.approx(1 / bound, rel=1e-12)
+    fixed = SoftmaxRegression(solver="sgd", learning_rate=0.05, max_iter=1, tol=None).fit(X, y)
+    assert fixed.learning_rate_ == 0.05
+    part = SoftmaxRegression(solver="sgd").partial_fit(X[:50], y[:50], classes=[0, 1, 2])
+    first = part.learning_rate_
+    assert first == pytest.approx(1 / (0.5 * ((X[:50] ** 2).sum(1) + 1).max() + 1e-4))
+    part.partial_fit(X * 10, y)  # later batches keep the first batch's rate
+    assert part.learning_rate_ == first
+
+
+def test_auto_learning_rate_advice_names_what_auto_chose():
+    from fastsoftmax.linear_model._sgd import worse_than_uniform_message
+
+    model = SoftmaxRegression(solver="sgd")
+    model.coef_ = np.zeros((4, 2))
+    model.loss_curve_ = [5.0]
+    model.learning_rate_ = 0.0123
+    msg = worse_than_uniform_message(model)
+    assert "Pass a learning_rate below the one 'auto' chose (0.0123)" in msg

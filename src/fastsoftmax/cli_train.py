@@ -69,6 +69,15 @@ def _positive_float(text):
     return value
 
 
+def _learning_rate(text):
+    if text.lower() == "auto":
+        return "auto"
+    value = _number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive or 'auto', got {text}")
+    return value
+
+
 def add_arguments(parser):
     """Add the options of ``train`` to ``parser``."""
     data = parser.add_argument_group("data")
@@ -129,10 +138,10 @@ def _model_arguments(model):
     )
     model.add_argument(
         "--lr",
-        type=_positive_float,
-        default=0.1,
+        type=_learning_rate,
+        default="auto",
         metavar="RATE",
-        help="learning rate of sgd (default: 0.1)",
+        help="learning rate of sgd, or auto: from the data's largest row norm (default: auto)",
     )
     model.add_argument(
         "--batch-size",

@@ -22,7 +22,7 @@ from fastsoftmax.linear_model._common import (
     validate_data,
 )
 from fastsoftmax.linear_model._lbfgs import fit_lbfgs
-from fastsoftmax.linear_model._sgd import fit_sgd, sgd_epoch
+from fastsoftmax.linear_model._sgd import fit_sgd, set_learning_rate, sgd_epoch
 
 __all__ = ["SoftmaxRegression"]
 
@@ -43,8 +43,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         in memory. 'sgd': minibatch stochastic gradient descent with momentum.
     alpha : float >= 0, default=1e-4
         L2 penalty on ``coef_``: ``alpha / 2 * ||coef_||**2``.
-    learning_rate : float > 0, default=0.1
-        Step size of 'sgd' (constant).
+    learning_rate : float > 0 or 'auto', default='auto'
+        Step size of 'sgd' (constant). 'auto' takes it from the data:
+        ``1 / L``, with ``L = (max_i ||x_i||**2 + fit_intercept) / 2 + alpha``
+        (over the samples of nonzero weight) a bound on the curvature of
+        every sample's objective (as scikit-learn's SAG solver), so unscaled
+        features get smaller steps; the rate used is ``learning_rate_``.
     batch_size : int >= 1, default=256
         Minibatch size of 'sgd' (at most the number of samples).
     max_iter : int >= 1, default=100
@@ -103,6 +107,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     loss_curve_ : list of float
         The objective after each iteration ('lbfgs'), or its running mean
         over each epoch's batches ('sgd').
+    learning_rate_ : float
+        The step size 'sgd' used: ``learning_rate``, or the one 'auto' chose
+        (in ``partial_fit``, from the first batch).
 
     See Also
     --------
@@ -132,7 +139,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "solver": [StrOptions({"lbfgs", "sgd"})],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
-        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
@@ -154,7 +161,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         solver="lbfgs",
         *,
         alpha=1e-4,
-        learning_rate=0.1,
+        learning_rate="auto",
         batch_size=256,
         max_iter=100,
         momentum=0.9,
@@ -243,6 +250,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 # (np.ascontiguousarray would keep an unaligned buffer, as dask's can be).
                 X = np.require(X, requirements=["C", "A"])
             self._rng = check_random_state(self.random_state)
+            set_learning_rate(self, X, weights)
             fit_sgd(self, X, y_enc, weights, self._rng, callback)
         return self
 
@@ -312,6 +320,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self._rng = check_random_state(self.random_state)
         if not sp.issparse(X):
             X = np.require(X, requirements=["C", "A"])  # as in fit
+        if first or not hasattr(self, "learning_rate_"):
+            set_learning_rate(self, X, weights)  # 'auto': from the first batch
         loss = sgd_epoch(
             self, X, y_enc.astype(np.intp, copy=False), weights, self._rng, self.n_iter_ + 1
         )

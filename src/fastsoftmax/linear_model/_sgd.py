@@ -27,6 +27,43 @@ _FUSED_MAX_CLASSES = _kernels.LINEAR_MAX_CLASSES
 _FUSED_PARTS = 8
 
 
+def auto_learning_rate(X, weights, fit_intercept, alpha):
+    """1 / L, L a bound on the curvature of every sample's objective.
+
+    The Hessian of softmax cross-entropy with respect to the scores has
+    spectral norm at most 1/2, so a sample's loss is smooth with constant
+    ``(||x_i||**2 + fit_intercept) / 2`` in the coefficients, and the penalty
+    adds ``alpha``; as scikit-learn's SAG solver takes its step from the
+    largest squared row norm. Steps of 1 / L never overshoot on any single
+    sample, whatever the features' scale. Sample weights (of mean 1) are left
+    out but for the rows they remove (weight 0): a batch's curvature is their
+    mean times at most L, and a weight of k then gives the model that k
+    copies of the sample give.
+    """
+    from sklearn.utils.extmath import row_norms
+
+    sq = row_norms(X, squared=True)
+    if weights is not None:
+        sq = sq[weights > 0]
+    curvature = 0.5 * (float(sq.max(initial=0.0)) + float(fit_intercept)) + float(alpha)
+    return 1.0 / curvature if curvature > 0 else 1.0
+
+
+def set_learning_rate(model, X, weights):
+    """``model.learning_rate_``: the given rate, or the data's for 'auto'."""
+    if isinstance(model.learning_rate, str):  # 'auto'
+        model.learning_rate_ = auto_learning_rate(X, weights, model.fit_intercept, model.alpha)
+    else:
+        model.learning_rate_ = float(model.learning_rate)
+
+
+def _lower_rate(model):
+    """The advice on the rate, in the terms the user chose it in."""
+    if isinstance(model.learning_rate, str):
+        return f"Pass a learning_rate below the one 'auto' chose ({model.learning_rate_:.3g})"
+    return f"Lower learning_rate (now {model.learning_rate})"
+
+
 def fit_sgd(model, X, y_enc, weights, rng, callback):
     best, stalled, converged = np.inf, 0, False
     for epoch in range(1, model.max_iter + 1):
@@ -58,8 +95,8 @@ def worse_than_uniform_message(model):
     return (
         f"SoftmaxRegression(solver='sgd') ended at a loss of {final:.6g}, above "
         f"log({n_classes}) = {np.log(n_classes):.4g}, the loss of a uniform guess: "
-        f"the model is worse than predicting every class alike. Lower learning_rate "
-        f"(now {model.learning_rate}) or scale the features (e.g. StandardScaler)."
+        f"the model is worse than predicting every class alike. {_lower_rate(model)} "
+        "or scale the features (e.g. StandardScaler)."
     )
 
 
@@ -71,7 +108,7 @@ def not_converged_message(model, stalled):
         return (
             f"{head} with the loss rising ({curve[0]:.6g} after the first epoch, "
             f"{curve[-1]:.6g} after the last): the steps are too large for this data. "
-            f"Lower learning_rate (now {model.learning_rate}) or scale the features."
+            f"{_lower_rate(model)} or scale the features."
         )
     if stalled:
         return (
@@ -93,7 +130,7 @@ def sgd_epoch(model, X, y, weights, rng, epoch):
     dtype = coef.dtype
     n, n_classes = X.shape[0], coef.shape[0]
     batch = min(model.batch_size, n)
-    lr, alpha, mu = float(model.learning_rate), float(model.alpha), float(model.momentum)
+    lr, alpha, mu = model.learning_rate_, float(model.alpha), float(model.momentum)
     nesterov, fit_intercept = model.nesterov, model.fit_intercept
     dense = not sp.issparse(X)
     vel = getattr(model, "_velocity", None)
@@ -253,7 +290,7 @@ def diverged(model, loss, epoch, batch):
     where = f"epoch {epoch}" + ("" if batch is None else f", batch {batch}")
     raise Diverged(
         f"The training loss became {loss} at {where} of solver='sgd' with "
-        f"learning_rate={model.learning_rate}: the steps are too large for this data. "
-        "Lower learning_rate (and/or momentum), or scale the features (e.g. with "
-        "StandardScaler)."
+        f"learning_rate={model.learning_rate_:.6g}: the steps are too large for this "
+        f"data. {_lower_rate(model)} (and/or momentum), or scale the features (e.g. "
+        "with StandardScaler)."
     )
