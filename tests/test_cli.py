@@ -171,6 +171,24 @@ def test_csv_with_target_and_scaling(tmp_path, capsys):
     assert "StandardScaler" in capsys.readouterr().out
 
 
+def test_csv_delimiter_and_no_header_options(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, size=90)
+    X = rng.standard_normal((90, 3)) + 20 * y[:, None]
+    path = tmp_path / "data.tsv"
+    # headerless, tab-separated, the label first
+    np.savetxt(path, np.column_stack([y, X]), delimiter="\t", fmt="%.4f")
+    args = ["train", "--data", f"csv:{path}", "--no-progress", "--target", "0"]
+    assert main(args + ["--delimiter", "tab", "--no-header"]) == 0
+    assert accuracies(capsys.readouterr().out) == (1.0, 1.0)
+    assert main(args) == 0  # the delimiter and the header found from the file
+    assert "3 classes" in capsys.readouterr().out
+    # the last column, taken by default, is continuous
+    assert main(["train", "--data", f"csv:{path}", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "looks continuous" in err and "--target" in err
+
+
 def test_svmlight_sparse(tmp_path, capsys):
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, size=200)

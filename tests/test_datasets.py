@@ -223,3 +223,112 @@ def test_load_dataset_falls_back_to_a_plain_split(tmp_path):
     csv.write_text("x,label\n" + "".join(f"{i},{i % 7}\n" for i in range(12)))
     data = datasets.load_dataset(f"csv:{csv}", test_size=0.25)
     assert data.X_train.shape[0] + data.X_test.shape[0] == 12
+
+
+# ------------------------------------------------------------ CSV files as they come
+
+
+def _write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+IRIS_ROWS = [
+    ("5.1", "3.5", "1.4", "0.2", "0"),
+    ("7.0", "3.2", "4.7", "1.4", "1"),
+    ("6.3", "3.3", "6.0", "2.5", "2"),
+    ("4.9", "3.0", "1.4", "0.2", "0"),
+    ("6.4", "3.2", "4.5", "1.5", "1"),
+    ("5.8", "2.7", "5.1", "1.9", "2"),
+]
+
+
+def test_csv_delimiters_and_quotes_are_sniffed(tmp_path):
+    for sep in (",", ";", "\t", "|"):
+        for quote in ("", '"'):
+            text = sep.join(f"{quote}{h}{quote}" for h in ("a", "b", "c", "d", "label")) + "\n"
+            text += "".join(sep.join(f"{quote}{v}{quote}" for v in r) + "\n" for r in IRIS_ROWS)
+            X, y = datasets.load_csv(_write(tmp_path, "f.csv", text))
+            assert X.shape == (6, 4), (sep, quote)
+            np.testing.assert_array_equal(y, [0, 1, 2, 0, 1, 2])
+            assert X[1, 0] == 7.0
+
+
+def test_csv_headerless_label_first_is_refused_and_target_chooses(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [
+        f"{rng.integers(0, 3)}," + ",".join(f"{v:.3f}" for v in rng.random(4)) for _ in range(60)
+    ]
+    path = _write(tmp_path, "f.csv", "\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=r"label column 4 \(0-based\) \(the last column, by def"):
+        datasets.load_csv(path)
+    with pytest.raises(ValueError, match="looks continuous.*--target NAME or INDEX"):
+        datasets.load_csv(path)
+    X, y = datasets.load_csv(path, target=0)
+    assert X.shape == (60, 4) and set(y) <= {0, 1, 2}
+    # many distinct integers in a column taken by default are suspect too
+    ints = _write(tmp_path, "g.csv", "".join(f"{i % 13},{i}\n" for i in range(50)))
+    with pytest.raises(ValueError, match="50 distinct values for 50 rows"):
+        datasets.load_csv(ints)
+    X, y = datasets.load_csv(ints, target=-1)  # given: taken as it is
+    assert len(np.unique(y)) == 50
+
+
+def test_csv_index_column_of_to_csv_is_dropped_with_a_warning(tmp_path):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(IRIS_ROWS, columns=["a", "b", "c", "d", "species"]).astype(float)
+    frame["species"] = frame["species"].astype(int)
+    path = tmp_path / "f.csv"
+    frame.to_csv(path)  # writes the index as an unnamed first column
+    with pytest.warns(UserWarning, match="first column .* is a row index"):
+        X, y = datasets.load_csv(path)
+    assert X.shape == (6, 4)
+    np.testing.assert_array_equal(X[:, 0], frame["a"])
+
+
+def test_csv_text_and_missing_values_name_column_and_line(tmp_path):
+    head = "a,b,c,label\n"
+    path = _write(tmp_path, "f.csv", head + "1,2,3,0\n4,oops,6,1\n7,8,9,0\n")
+    with pytest.raises(ValueError, match=r"f.csv', line 3, column 'b': 'oops' is not a number"):
+        datasets.load_csv(path)
+    path = _write(tmp_path, "g.csv", head + "1,2,3,0\n4,5,6,1\n7,,9,0\n")
+    with pytest.raises(ValueError, match=r"line 4, column 'b': missing value"):
+        datasets.load_csv(path)
+    path = _write(tmp_path, "h.csv", head + "1,2,3,0\n4,5,6,\n")
+    with pytest.raises(ValueError, match=r"line 3: missing label in column 'label'"):
+        datasets.load_csv(path)
+    with pytest.raises(ValueError, match="has a header but no data rows"):
+        datasets.load_csv(_write(tmp_path, "e.csv", head))
+    text = "1;2;3\n4;5;6\n"
+    with pytest.raises(ValueError, match="1 column with delimiter ','"):
+        datasets.load_csv(_write(tmp_path, "s.csv", text), delimiter=",")
+
+
+def test_csv_header_can_be_forced_off(tmp_path):
+    # A first line of names is guessed from text; --no-header says it is data.
+    path = _write(tmp_path, "f.csv", "".join(",".join(r) + "\n" for r in IRIS_ROWS))
+    X, y = datasets.load_csv(path, header=False)
+    assert X.shape == (6, 4)
+    X, y = datasets.load_csv(path, header=True)  # the first row taken as names
+    assert X.shape == (5, 4)
+
+
+def test_csv_long_reads_show_progress(tmp_path, monkeypatch, capsys):
+    text = "a,b,label\n" + "".join(f"{i % 7},{i % 5},{i % 3}\n" for i in range(3000))
+    path = _write(tmp_path, "big.csv", text)
+    want = datasets.load_csv(path)
+    monkeypatch.setattr(datasets, "_PROGRESS_BYTES", 1)
+    got = datasets.load_csv(path, progress=True)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert "reading big.csv" in capsys.readouterr().err
+
+
+def test_svmlight_errors_name_the_file_and_line(tmp_path):
+    path = _write(tmp_path, "data.svm", "0 1:0.5 3:1\n1 2:1.5\n2 x:1\n")
+    with pytest.raises(ValueError, match=r"data.svm', line 3: not a svmlight"):
+        datasets.load_svmlight(path)
+    csv_path = _write(tmp_path, "iris.csv", "sepal,petal,label\n1,2,0\n")
+    with pytest.raises(ValueError, match=r"iris.csv', line 1: not a svmlight"):
+        datasets.load_svmlight(csv_path)

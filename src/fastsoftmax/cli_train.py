@@ -95,6 +95,17 @@ def add_arguments(parser):
         "named label/target/class/y, else the last one)",
     )
     data.add_argument(
+        "--delimiter",
+        default=None,
+        metavar="SEP",
+        help="field separator of a CSV file, e.g. ';' or tab (default: found from the file)",
+    )
+    data.add_argument(
+        "--no-header",
+        action="store_true",
+        help="the CSV file's first line is data, not column names (default: found from the file)",
+    )
+    data.add_argument(
         "--test-size",
         type=_fraction,
         default=0.25,
@@ -342,7 +353,18 @@ def _load(args):
     target = args.target
     if target is not None and target.lstrip("-").isdigit():
         target = int(target)
-    data = load_dataset(args.data, test_size=args.test_size, random_state=args.seed, target=target)
+    delimiter = args.delimiter
+    if delimiter is not None and delimiter.lower() in ("tab", "\\t"):
+        delimiter = "\t"
+    data = load_dataset(
+        args.data,
+        test_size=args.test_size,
+        random_state=args.seed,
+        target=target,
+        delimiter=delimiter,
+        header=False if args.no_header else None,
+        progress=True,
+    )
     X_train = data.X_train
     sparse = sp.issparse(X_train)
     print(

@@ -236,6 +236,110 @@ def _is_number(text):
     return True
 
 
+# Delimiters the sniffer chooses from.
+_DELIMITERS = ",;\t|"
+# Files from this size read in chunks behind a progress bar (progress=True).
+_PROGRESS_BYTES = 32 * 2**20
+
+
+def _sniff(path, delimiter, header):
+    """(delimiter, header) of a CSV file: those given, else read from its start."""
+    import csv
+
+    with open(path, newline="") as f:
+        sample = f.read(64 * 1024)
+    if not sample.strip():
+        raise ValueError(f"{path!r} is empty")
+    if delimiter is None:
+        try:
+            delimiter = csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
+        except csv.Error:  # one column, or no delimiter it recognises
+            delimiter = ","
+    lines = [line for line in sample.splitlines() if line.strip()]
+    if header is None:
+        # A first line with more non-numeric fields than the second holds names.
+        def non_numeric(line):
+            return sum(not _is_number(f.strip().strip("\"'")) for f in line.split(delimiter))
+
+        header = non_numeric(lines[0]) > (non_numeric(lines[1]) if len(lines) > 1 else 0)
+    return delimiter, header
+
+
+def _read_frame(path, delimiter, header, progress):
+    """The file as a DataFrame of strings and numbers (pandas' C reader)."""
+    import pandas as pd
+
+    options = dict(
+        sep=delimiter,
+        header=0 if header else None,
+        skipinitialspace=True,
+        skip_blank_lines=False,
+        low_memory=False,
+    )
+    size = os.path.getsize(path)
+    if not progress or size < _PROGRESS_BYTES:
+        return pd.read_csv(path, **options)
+    from tqdm.auto import tqdm
+
+    parts = []
+    with (
+        open(path, "rb") as f,
+        tqdm(
+            total=size, unit="B", unit_scale=True, desc=f"reading {os.path.basename(path)}"
+        ) as bar,
+    ):
+        for chunk in pd.read_csv(f, chunksize=200_000, **options):
+            parts.append(chunk)
+            bar.update(f.tell() - bar.n)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _line(row, header):
+    """The 1-based line of a data row (blank lines are rows: skip_blank_lines=False)."""
+    return row + 1 + int(header)
+
+
+def _column_name(frame, header, i):
+    return repr(str(frame.columns[i])) if header else f"{i} (0-based)"
+
+
+def _numeric(frame, i, header, path):
+    """Column ``i`` as float64, or a ValueError naming the column, line and problem."""
+    import pandas as pd
+
+    col = frame.iloc[:, i]
+    values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(np.isnan(values) & col.notna().to_numpy())
+    missing = np.flatnonzero(col.isna().to_numpy())
+    if bad.size or missing.size:
+        row = min(bad[0] if bad.size else np.inf, missing[0] if missing.size else np.inf)
+        row = int(row)
+        where = f"{path!r}, line {_line(row, header)}, column {_column_name(frame, header, i)}"
+        if missing.size and row == missing[0]:
+            raise ValueError(f"{where}: missing value ({missing.size} in that column)")
+        raise ValueError(
+            f"{where}: {str(col.iloc[row])!r} is not a number (features must be numeric; "
+            "choose a text column as the label with --target, or drop it)"
+        )
+    return values
+
+
+def _is_index(frame, header):
+    """True when the first column is an unnamed 0..n-1 row index (pandas' to_csv)."""
+    if frame.shape[1] < 3:
+        return False
+    if header:
+        name = str(frame.columns[0])
+        if name.strip() and not name.startswith("Unnamed:"):
+            return False
+    elif frame.shape[0] < 3:
+        return False
+    values = frame.iloc[:, 0]
+    if not np.issubdtype(values.dtype, np.integer):
+        return False
+    return bool(np.array_equal(values.to_numpy(), np.arange(len(values))))
+
+
 def _labels(values):
     """Integer labels when every value is an integer, else the strings as they are."""
     values = np.char.strip(np.asarray(values, dtype=str), "\"' ")
@@ -248,11 +352,13 @@ def _labels(values):
     return numbers
 
 
-def load_csv(path, *, target=None, delimiter=",", dtype=np.float64):
-    """A numeric CSV file with one label column, such as Kaggle's competition data.
+def load_csv(path, *, target=None, delimiter=None, header=None, dtype=np.float64, progress=False):
+    """A CSV file of numeric features and one label column, such as Kaggle's data.
 
-    A first line holding names (more non-numeric fields than the second line)
-    is taken as a header.
+    Read by pandas' ``read_csv``. The delimiter (``,``, ``;``, tab or ``|``)
+    and whether the first line is a header are found from the file's start
+    unless given. An unnamed first column holding 0, 1, ..., n-1 (the index
+    pandas' ``to_csv`` writes) is dropped, with a warning.
 
     Parameters
     ----------
@@ -263,58 +369,102 @@ def load_csv(path, *, target=None, delimiter=",", dtype=np.float64):
         name in the header. By default the column named label, labels,
         target, class, y, digit or species (any case) when the header has one,
         else the last column.
-    delimiter : str, default=','
-        Field separator.
+    delimiter : str, default=None
+        Field separator; None sniffs it.
+    header : bool, default=None
+        Whether the first line holds column names; None decides from the
+        file (a first line with more non-numeric fields than the second).
     dtype : dtype, default=np.float64
         Floating dtype of ``X``.
+    progress : bool, default=False
+        Show a progress bar while reading files of 32 MiB or more.
 
     Returns
     -------
     X : ndarray of shape (n_samples, n_columns - 1)
         Every other column, as numbers.
     y : ndarray of shape (n_samples,)
-        The labels: int64 when they are all integers, else float or str.
+        The labels: int64 when they are all integers, else str.
+
+    Raises
+    ------
+    ValueError
+        For a text or missing value in a feature column (naming the column
+        and the 1-based line), a file without data rows, or a numeric label
+        column that looks continuous (non-integer values, or more distinct
+        values than a tenth of the rows, in a column not given as ``target``):
+        that is not a classification target, and the message says which
+        column was taken and how to choose another.
     """
     path = os.fspath(path)
-    with open(path, newline="") as f:
-        first = f.readline()
-        second = f.readline()
-    if not first.strip():
-        raise ValueError(f"{path!r} is empty")
-    fields = [s.strip().strip("\"'") for s in first.rstrip("\r\n").split(delimiter)]
-
-    def non_numeric(line):
-        return sum(not _is_number(s) for s in line.rstrip("\r\n").split(delimiter))
-
-    header = non_numeric(first) > (non_numeric(second) if second.strip() else 0)
-    n_columns = len(fields)
+    delimiter, header = _sniff(path, delimiter, header)
+    frame = _read_frame(path, delimiter, header, progress)
+    if frame.shape[0] == 0:
+        raise ValueError(f"{path!r} has a header but no data rows")
+    n_columns = frame.shape[1]
     if n_columns < 2:
         raise ValueError(
             f"{path!r} has {n_columns} column with delimiter {delimiter!r}; "
-            "it needs features and a label column"
+            "it needs features and a label column (give the delimiter with --delimiter)"
         )
-    if target is None:
-        lowered = [name.lower() for name in fields]
-        named = [lowered.index(n) for n in LABEL_NAMES if header and n in lowered]
-        column = named[0] if named else n_columns - 1
-    elif isinstance(target, str):
-        if not header:
-            raise ValueError(f"target={target!r} names a column, but {path!r} has no header")
-        if target not in fields:
-            raise ValueError(f"no column named {target!r} in {path!r}; columns: {fields}")
-        column = fields.index(target)
-    else:
-        column = int(target)
-        if not -n_columns <= column < n_columns:
-            raise ValueError(f"target={target} is out of range for {n_columns} columns")
-        column %= n_columns
+    names = [str(c).strip() for c in frame.columns] if header else None
+    if target is None and _is_index(frame, header):
+        import warnings
+
+        warnings.warn(
+            f"{path!r}: the first column (unnamed, 0 to {frame.shape[0] - 1}) is a row "
+            "index, as pandas' to_csv writes: it is dropped, not used as a feature",
+            UserWarning,
+            stacklevel=2,
+        )
+        frame = frame.iloc[:, 1:]
+        names = names[1:] if names else None
+        n_columns -= 1
+    column, chosen = _target_column(path, target, names, n_columns)
     features = [i for i in range(n_columns) if i != column]
-    skip = 1 if header else 0
-    X = np.loadtxt(path, delimiter=delimiter, skiprows=skip, usecols=features, dtype=dtype, ndmin=2)
-    y = _labels(
-        np.loadtxt(path, delimiter=delimiter, skiprows=skip, usecols=[column], dtype=str, ndmin=1)
-    )
+    X = np.empty((frame.shape[0], len(features)), dtype=dtype)
+    for j, i in enumerate(features):
+        X[:, j] = _numeric(frame, i, header, path)
+    labels = frame.iloc[:, column]
+    if labels.isna().any():
+        row = int(np.flatnonzero(labels.isna().to_numpy())[0])
+        raise ValueError(
+            f"{path!r}, line {_line(row, header)}: missing label in column "
+            f"{_column_name(frame, header, column)}"
+        )
+    y = _labels(labels.astype(str).to_numpy())
+    # Non-integer numbers are never class labels (scikit-learn refuses them
+    # too); many distinct integers are suspect only in a column taken by default.
+    n_distinct = len(np.unique(y))
+    many = chosen != "given" and y.dtype.kind == "i" and n_distinct > max(10, len(y) // 10)
+    if y.dtype.kind == "f" or many:
+        what = "non-integer values" if y.dtype.kind == "f" else f"{n_distinct} distinct values"
+        raise ValueError(
+            f"{path!r}: the label column {_column_name(frame, header, column)} ({chosen}) has "
+            f"{what} for {len(y)} rows: it looks continuous, not a class label. Choose "
+            "the label column with target= (--target NAME or INDEX on the command line)."
+        )
     return X, y
+
+
+def _target_column(path, target, names, n_columns):
+    """(index, how it was chosen) of the label column."""
+    if target is None:
+        lowered = [n.lower() for n in names] if names else []
+        named = [lowered.index(n) for n in LABEL_NAMES if n in lowered]
+        if named:
+            return named[0], "its name"
+        return n_columns - 1, "the last column, by default"
+    if isinstance(target, str):
+        if names is None:
+            raise ValueError(f"target={target!r} names a column, but {path!r} has no header")
+        if target not in names:
+            raise ValueError(f"no column named {target!r} in {path!r}; columns: {names}")
+        return names.index(target), "given"
+    column = int(target)
+    if not -n_columns <= column < n_columns:
+        raise ValueError(f"target={target} is out of range for {n_columns} columns")
+    return column % n_columns, "given"
 
 
 def load_svmlight(path, *, n_features=None, dtype=np.float64):
@@ -338,13 +488,47 @@ def load_svmlight(path, *, n_features=None, dtype=np.float64):
     """
     from sklearn.datasets import load_svmlight_file
 
-    X, y = load_svmlight_file(os.fspath(path), n_features=n_features, dtype=dtype)
+    path = os.fspath(path)
+    try:
+        X, y = load_svmlight_file(path, n_features=n_features, dtype=dtype)
+    except ValueError as e:
+        line = _first_bad_svmlight_line(path)
+        where = f"{path!r}, line {line}" if line else repr(path)
+        raise ValueError(f"{where}: not a svmlight / libsvm line ({e})") from None
     if np.all(y == np.round(y)):
         y = y.astype(np.int64)
     return X, y
 
 
-def load_dataset(spec="digits", *, test_size=0.25, random_state=0, target=None):
+def _first_bad_svmlight_line(path):
+    """The 1-based number of the first line that is not ``label [qid:q] i:v ...``."""
+    import bz2
+
+    opener = gzip.open if path.endswith(".gz") else bz2.open if path.endswith(".bz2") else open
+    with opener(path, "rt", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            fields = line.split("#", 1)[0].split()
+            if not fields:
+                continue
+            if not _is_number(fields[0]):
+                return number
+            for field in fields[1:]:
+                key, sep, value = field.partition(":")
+                if not sep or not _is_number(value) or not (key == "qid" or key.isdigit()):
+                    return number
+    return None
+
+
+def load_dataset(
+    spec="digits",
+    *,
+    test_size=0.25,
+    random_state=0,
+    target=None,
+    delimiter=None,
+    header=None,
+    progress=False,
+):
     """Load a data set from a short specification and split it for training and testing.
 
     Parameters
@@ -360,6 +544,12 @@ def load_dataset(spec="digits", *, test_size=0.25, random_state=0, target=None):
         Seed of the split.
     target : int or str, default=None
         Label column of a CSV file (see :func:`load_csv`).
+    delimiter : str, default=None
+        Field separator of a CSV file; None sniffs it.
+    header : bool, default=None
+        Whether a CSV file's first line holds column names; None decides.
+    progress : bool, default=False
+        Show a progress bar while reading a large CSV file.
 
     Returns
     -------
@@ -385,7 +575,9 @@ def load_dataset(spec="digits", *, test_size=0.25, random_state=0, target=None):
     elif kind == "csv":
         if not location:
             raise ValueError("csv needs a file: csv:PATH")
-        X, y = load_csv(location, target=target)
+        X, y = load_csv(
+            location, target=target, delimiter=delimiter, header=header, progress=progress
+        )
         scaled = False
     elif kind in ("svmlight", "libsvm"):
         if not location:
