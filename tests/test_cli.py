@@ -67,7 +67,7 @@ def test_options_without_subcommand_go_to_train(capsys):
     assert main(["--solver", "sgd", "--epochs", "3", "--no-progress"]) == 0
     captured = capsys.readouterr()
     assert "solver='sgd'" in captured.out and "3 epochs" in captured.out
-    assert "max_iter=3" in captured.err  # the ConvergenceWarning, as one line
+    assert "stopped at 3 epochs (--epochs 3)" in captured.err  # the ConvergenceWarning, one line
 
 
 def test_python_dash_m_help_explains_every_option():
@@ -386,3 +386,14 @@ def test_bench_help_is_not_an_indented_docstring():
     assert run.returncode == 0
     assert "\nTime the fused cross-entropy forward + backward" in run.stdout
     assert "\n    For each shape" not in run.stdout
+
+
+def test_messages_speak_in_the_command_lines_option_names(capsys):
+    assert main(["train", "--solver", "sgd", "--epochs", "2", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "stopped at 2 epochs (--epochs 2)" in err and "--tol none" in err
+    for word in ("max_iter", "tol=None", "SoftmaxRegression("):
+        assert word not in err
+    assert main(["train", "--solver", "sgd", "--lr", "1e12", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--lr" in err and "learning_rate" not in err

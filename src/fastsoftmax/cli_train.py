@@ -287,9 +287,38 @@ def run(args):
     try:
         seconds, converged = _fit(model, data, progress)
     except ValueError as exc:
-        return _error(str(exc))
+        return _error(in_option_names(str(exc)))
     _report(args, model, data, seconds, converged, progress, scaler)
     return 0
+
+
+# The estimator's words for its parameters, and the command line's for the
+# same options: its messages are shown in the terms the user typed.
+_OPTION_NAMES = [
+    (r"SoftmaxRegression\(solver='(\w+)'\)", r"--solver \1"),
+    (r"solver='(\w+)'", r"--solver \1"),
+    (r"max_iter=(\d+) (epochs|iterations)", r"\1 \2 (--epochs \1)"),
+    (r"run exactly max_iter epochs", "run all --epochs"),
+    (r"max_iter=(\d+)", r"--epochs \1"),
+    (r"\bmax_iter\b", "--epochs"),
+    (r"tol=None", "--tol none"),
+    (r"\btol=", "--tol "),
+    (r"a learning_rate below the one 'auto' chose", "an --lr below the one auto chose"),
+    (r"learning_rate=", "--lr "),
+    (r"\blearning_rate\b", "--lr"),
+    (r"\(and/or momentum\)", "(and/or --momentum)"),
+    (r"n_iter_no_change=(\d+)", r"the \1 it waits for"),
+    (r"\(e\.g\. (?:with )?StandardScaler\)", "(--scale standard)"),
+]
+
+
+def in_option_names(message):
+    """An estimator message with its parameter names as the command line's options."""
+    import re
+
+    for pattern, replacement in _OPTION_NAMES:
+        message = re.sub(pattern, replacement, message)
+    return message
 
 
 def _check_options(args):
@@ -472,7 +501,7 @@ def _fit(model, data, progress):
     for w in caught:
         if issubclass(w.category, ConvergenceWarning):
             converged = False
-            print(f"warning   {w.message}", file=sys.stderr)
+            print(f"warning   {in_option_names(str(w.message))}", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return seconds, converged
