@@ -397,3 +397,35 @@ def test_messages_speak_in_the_command_lines_option_names(capsys):
     assert main(["train", "--solver", "sgd", "--lr", "1e12", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "--lr" in err and "learning_rate" not in err
+
+
+def test_train_accuracy_of_a_sample_is_labelled_as_one():
+    import argparse
+
+    from fastsoftmax import cli_train
+    from fastsoftmax.datasets import Dataset
+
+    def progress(n):
+        X, y = np.zeros((n, 2)), np.arange(n) % 2
+        data = Dataset(X, X[:10], y, y[:10], "test")
+        args = argparse.Namespace(solver="sgd", epochs=1, no_progress=True, plot="p.png", seed=0)
+        return cli_train._Progress(args, data)
+
+    assert progress(500).train_label == "train"
+    big = progress(12000)
+    assert big.train_label == "train (10,000-row sample)" and big.X_eval.shape[0] == 10000
+
+
+def test_many_classes_show_their_most_frequent_errors(tmp_path):
+    from fastsoftmax import cli_train
+
+    labels = np.arange(40)
+    cm = np.diag(np.full(40, 5))
+    cm[3, 7], cm[12, 1], cm[30, 31] = 9, 4, 6
+    assert cli_train.most_confused(cm, labels, k=2) == [(3, 7, 9), (30, 31, 6)]
+    assert len(cli_train.most_confused(cm, labels)) == 3  # only real errors
+    pytest.importorskip("matplotlib")
+    history = {"step": [1, 2], "loss": [1.0, 0.5], "train": [0.5, 0.6], "test": [0.4, 0.5]}
+    path = tmp_path / "p.png"
+    cli_train._plot(str(path), history, "epoch", cm, labels)
+    assert path.stat().st_size > 0

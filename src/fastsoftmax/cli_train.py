@@ -231,7 +231,23 @@ def _confusion_text(cm, labels):
     return "\n".join([head] + rows)
 
 
-def _plot(path, history, unit, cm, labels):
+# Above this many classes a confusion matrix is a smear: its most frequent
+# errors are shown instead.
+MATRIX_MAX_CLASSES = 30
+
+
+def most_confused(cm, labels, k=15):
+    """The ``k`` largest off-diagonal counts: [(true label, predicted label, count)]."""
+    import numpy as np
+
+    off = cm.astype(np.int64, copy=True)
+    np.fill_diagonal(off, 0)
+    flat = np.argsort(off, axis=None, kind="stable")[::-1][:k]
+    pairs = [np.unravel_index(i, off.shape) for i in flat]
+    return [(labels[i], labels[j], int(off[i, j])) for i, j in pairs if off[i, j] > 0]
+
+
+def _plot(path, history, unit, cm, labels, train_label="train"):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(15, 4.5), layout="constrained")
@@ -241,12 +257,20 @@ def _plot(path, history, unit, cm, labels):
     ax_loss.set_xlabel(unit)
     ax_loss.set_ylabel("training objective")
     ax_loss.set_title("loss")
-    ax_acc.plot(steps, history["train"], label="train")
+    ax_acc.plot(steps, history["train"], label=train_label)
     ax_acc.plot(steps, history["test"], label="test")
     ax_acc.set_xlabel(unit)
     ax_acc.set_ylabel("accuracy")
     ax_acc.set_title("accuracy")
     ax_acc.legend()
+    if len(labels) > MATRIX_MAX_CLASSES:
+        pairs = most_confused(cm, labels)[::-1]
+        ax_cm.barh(range(len(pairs)), [c for _, _, c in pairs], color="tab:blue")
+        ax_cm.set_yticks(range(len(pairs)), [f"{t} as {p}" for t, p, _ in pairs])
+        ax_cm.set_xlabel("test samples")
+        ax_cm.set_title(f"most frequent errors (test set, {len(labels)} classes)")
+        fig.savefig(path, dpi=110)
+        return
     ax_cm.imshow(cm, cmap="Blues")
     ticks = range(len(labels))
     ax_cm.set_xticks(
@@ -451,7 +475,11 @@ class _Progress:
         )
         self.track = args.plot is not None or not self.bar.disable
         n = data.X_train.shape[0]
-        rows = np.sort(np.random.default_rng(args.seed).choice(n, min(n, 10000), replace=False))
+        # Training accuracy on a sample of at most this many rows, so that the
+        # curve costs little against training; labelled as such where shown.
+        m = min(n, 10000)
+        rows = np.sort(np.random.default_rng(args.seed).choice(n, m, replace=False))
+        self.train_label = "train" if m == n else f"train ({m:,}-row sample)"
         self.X_eval, self.y_eval = data.X_train[rows], data.y_train[rows]
         self.X_test, self.y_test = data.X_test, data.y_test
         self.history = {"step": [], "loss": [], "train": [], "test": []}
@@ -470,8 +498,7 @@ class _Progress:
         for key, value in zip(self.history, (info["iteration"], info["loss"], train_acc, test_acc)):
             self.history[key].append(value)
         self.bar.set_postfix(
-            loss=f"{info['loss']:.4f}",
-            train=f"{train_acc:.4f}",
+            {"loss": f"{info['loss']:.4f}", self.train_label: f"{train_acc:.4f}"},
             test=f"{test_acc:.4f}",
             refresh=False,
         )
@@ -533,7 +560,13 @@ def _report(args, model, data, seconds, converged, progress, scaler):
         print("confusion matrix (test set; rows: true class, columns: predicted class)")
         print(_confusion_text(cm, model.classes_))
     else:
-        print(f"confusion matrix: {len(model.classes_)} classes, not printed (--plot draws it)")
+        pairs = most_confused(cm, model.classes_)
+        print(
+            f"most frequent errors (test set, {len(model.classes_)} classes; "
+            "true class as predicted class: count)"
+        )
+        for true, predicted, count in pairs:
+            print(f"  {true} as {predicted}: {count}")
     if args.save:
         import joblib
         from sklearn.pipeline import make_pipeline
@@ -542,7 +575,7 @@ def _report(args, model, data, seconds, converged, progress, scaler):
         joblib.dump(saved, args.save)
         print(f"saved     {args.save} ({type(saved).__name__}; joblib.load it to predict)")
     if args.plot:
-        _plot(args.plot, progress.history, unit, cm, model.classes_)
+        _plot(args.plot, progress.history, unit, cm, model.classes_, progress.train_label)
         print(f"plot      {args.plot}")
 
 
