@@ -2,14 +2,15 @@
 
 Times the fused cross-entropy forward + backward (mean loss and d loss /
 d logits) for each shape, interleaving the implementations call by call on
-cold inputs (fastsoftmax.bench.measure), and writes:
+cold inputs (fastsoftmax.bench.measure), and writes into --out (default
+bench/out/, which git ignores; --out bench replaces the README's):
 
-  bench/results.md   Markdown tables: the fused call's medians in ms and ratios
-                     to the copy floor; softmax and log_softmax (out=) over both
-                     axes; 1 x 10 calls in µs; 1 thread against 2 on hot inputs
-  bench/results.png  the fused table as a bar chart (when matplotlib is installed)
+  results.md   Markdown tables: the fused call's medians in ms and ratios to
+               the copy floor; softmax and log_softmax (out=) over both axes;
+               1 x 10 calls in µs; 1 thread against 2 on hot inputs
+  results.png  the fused table as a bar chart (when matplotlib is installed)
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/report.py [--repeats 21]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/report.py [--repeats 21] [--out DIR]
 """
 
 import argparse
@@ -48,6 +49,13 @@ def versions():
             continue
         found.append(f"{name} {module.__version__}")
     return ", ".join(found)
+
+
+def _runtime_name(pool):
+    """A threadpoolctl entry as 'openblas 0.3.31 x2' or, for runtimes that
+    report no version (OpenMP's), 'openmp libgomp.so.1 x2'."""
+    version = pool.get("version") or os.path.basename(pool.get("filepath", "")) or "?"
+    return f"{pool['internal_api']} {version} x{pool['num_threads']}"
 
 
 def rivals(shape, dtype, n_threads):
@@ -188,16 +196,20 @@ def main(argv=None):
     parser.add_argument(
         "--fused-only", action="store_true", help="only the fused cross-entropy table and plot"
     )
+    parser.add_argument(
+        "--out",
+        default=os.path.join(HERE, "out"),
+        help="folder to write results.md and results.png into (default: bench/out)",
+    )
     args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
     info = fastsoftmax.build_info()
     threads = args.threads or info["default_threads"]
     blas = "unknown BLAS"
     try:
         from threadpoolctl import threadpool_info
 
-        blas = ", ".join(
-            f"{p['internal_api']} {p.get('version')} x{p['num_threads']}" for p in threadpool_info()
-        )
+        blas = ", ".join(_runtime_name(p) for p in threadpool_info())
     except ImportError:
         pass
     header = (
@@ -240,7 +252,8 @@ def main(argv=None):
             "Threads, fused forward + backward, out=, hot:\n\n"
             + thread_scaling(args.dtype, args.repeats),
         ]
-    with open(os.path.join(HERE, "results.md"), "w") as f:
+    md, png = os.path.join(args.out, "results.md"), os.path.join(args.out, "results.png")
+    with open(md, "w") as f:
         f.write("\n\n".join(sections) + "\n")
     print(header)
     print(table)
@@ -266,8 +279,8 @@ def main(argv=None):
     ax.legend(fontsize=8, ncol=2)
     fig.text(0.01, 0.01, header, fontsize=6)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(os.path.join(HERE, "results.png"), dpi=110)
-    print("wrote bench/results.md and bench/results.png")
+    fig.savefig(png, dpi=110)
+    print(f"wrote {md} and {png}")
     return 0
 
 
