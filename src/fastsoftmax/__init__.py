@@ -23,6 +23,12 @@ __all__ = [
     "softmax",
 ]
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers
+    from fastsoftmax import datasets  # noqa: F401
+    from fastsoftmax.linear_model import SoftmaxRegression
+
 # The estimator needs scikit-learn and scipy, and ``datasets`` scikit-learn:
 # they load on first use, so that ``import fastsoftmax`` and the kernels
 # import nothing but NumPy.
@@ -32,7 +38,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> object:
     if name in _LAZY:
         import importlib
 
@@ -44,5 +50,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'fastsoftmax' has no attribute {name!r}")
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))

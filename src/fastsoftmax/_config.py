@@ -1,6 +1,7 @@
 """What this build of fastsoftmax is: version, OpenMP, threads, compiler, SIMD."""
 
 import platform
+from typing import Any
 
 import numpy as np
 
@@ -9,7 +10,7 @@ from fastsoftmax import _runtime
 _kernels = _runtime.kernels  # loaded under the wait policy
 
 
-def build_info():
+def build_info() -> dict[str, Any]:
     """Facts about this build and the machine it runs on.
 
     Returns
@@ -56,7 +57,7 @@ def _version(name):
         return "not installed"
 
 
-def show_config():
+def show_config() -> None:
     """Print :func:`build_info`, one ``key: value`` a line."""
     info = build_info()
     width = max(len(k) for k in info)

@@ -7,6 +7,7 @@ which follows scipy's algorithm and therefore its output dtypes and errors.
 """
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from fastsoftmax._layout import (
     view3,
 )
 from fastsoftmax._threads import check_n_threads, threads_for
+from fastsoftmax._typing import Array, ArrayLike, Axis
 
 __all__ = ["softmax", "log_softmax", "logsumexp"]
 
@@ -27,7 +29,9 @@ __all__ = ["softmax", "log_softmax", "logsumexp"]
 _SOFTMAX, _LOG_SOFTMAX, _LOGSUMEXP = 0, 1, 2
 
 
-def softmax(x, axis=None, *, out=None, n_threads=None):
+def softmax(
+    x: ArrayLike, axis: Axis = None, *, out: Array | None = None, n_threads: int | None = None
+) -> Array:
     """Compute the softmax function, as ``scipy.special.softmax``.
 
     Parameters
@@ -61,7 +65,9 @@ def softmax(x, axis=None, *, out=None, n_threads=None):
     return _normalise(x, axis, out, n_threads, log=False)
 
 
-def log_softmax(x, axis=None, *, out=None, n_threads=None):
+def log_softmax(
+    x: ArrayLike, axis: Axis = None, *, out: Array | None = None, n_threads: int | None = None
+) -> Array:
     """Compute the logarithm of the softmax function, as ``scipy.special.log_softmax``.
 
     Parameters
@@ -92,7 +98,15 @@ def log_softmax(x, axis=None, *, out=None, n_threads=None):
     return _normalise(x, axis, out, n_threads, log=True)
 
 
-def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, n_threads=None):
+def logsumexp(
+    a: ArrayLike,
+    axis: Axis = None,
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    return_sign: bool = False,
+    *,
+    n_threads: int | None = None,
+) -> Any:
     """Compute the log of the sum of exponentials, as ``scipy.special.logsumexp``.
 
     Parameters

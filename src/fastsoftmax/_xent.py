@@ -7,12 +7,14 @@ fused sweep per row (loss, log-sum-exp and, when asked, the gradient).
 import math
 import numbers
 import operator
+from typing import Any
 
 import numpy as np
 
 from fastsoftmax import _kernels
 from fastsoftmax._layout import DTYPE_CODE, KERNEL_DTYPES, as_kernel_input, same_layout, view3
 from fastsoftmax._threads import check_n_threads, threads_for
+from fastsoftmax._typing import Array, ArrayLike
 
 __all__ = ["cross_entropy", "cross_entropy_with_grad", "cross_entropy_backward"]
 
@@ -20,17 +22,17 @@ REDUCTIONS = ("mean", "sum", "none")
 
 
 def cross_entropy(
-    input,
-    target,
-    weight=None,
-    ignore_index=-100,
-    reduction="mean",
-    label_smoothing=0.0,
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
     *,
-    z_loss=0.0,
-    softcap=None,
-    n_threads=None,
-):
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    n_threads: int | None = None,
+) -> Any:
     """Cross-entropy between softmax(input) and target, as torch's ``cross_entropy``.
 
     Parameters
@@ -87,21 +89,21 @@ def cross_entropy(
 
 
 def cross_entropy_with_grad(
-    input,
-    target,
-    weight=None,
-    ignore_index=-100,
-    reduction="mean",
-    label_smoothing=0.0,
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
     *,
-    z_loss=0.0,
-    softcap=None,
-    n_threads=None,
-    grad_output=None,
-    out=None,
-    inplace=False,
-    return_lse=False,
-):
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    n_threads: int | None = None,
+    grad_output: ArrayLike | float | None = None,
+    out: Array | None = None,
+    inplace: bool = False,
+    return_lse: bool = False,
+) -> tuple[Any, ...]:
     """The loss of :func:`cross_entropy` and its gradient, in one sweep over the scores.
 
     Parameters
@@ -177,21 +179,21 @@ def cross_entropy_with_grad(
 
 
 def cross_entropy_backward(
-    input,
-    target,
-    lse,
-    weight=None,
-    ignore_index=-100,
-    reduction="mean",
-    label_smoothing=0.0,
+    input: ArrayLike,
+    target: ArrayLike,
+    lse: ArrayLike,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
     *,
-    z_loss=0.0,
-    softcap=None,
-    n_threads=None,
-    grad_output=None,
-    out=None,
-    inplace=False,
-):
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    n_threads: int | None = None,
+    grad_output: ArrayLike | float | None = None,
+    out: Array | None = None,
+    inplace: bool = False,
+) -> Array:
     """The gradient of :func:`cross_entropy` alone, from the ``lse`` a forward returned.
 
     One read of the scores and one write of the gradient: for callers that

@@ -17,8 +17,11 @@ import gzip
 import os
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from fastsoftmax._typing import Array, DTypeLike, PathLike
 
 __all__ = [
     "Dataset",
@@ -83,15 +86,15 @@ class Dataset:
     scaled: bool = False
 
     @property
-    def n_features(self):
+    def n_features(self) -> int:
         return self.X_train.shape[1]
 
     @property
-    def classes(self):
+    def classes(self) -> Array:
         return np.unique(np.concatenate([self.y_train, self.y_test]))
 
 
-def load_digits(*, scale=True, dtype=np.float64):
+def load_digits(*, scale: bool = True, dtype: DTypeLike = np.float64) -> tuple[Array, Array]:
     """The 8 x 8 handwritten digits of scikit-learn (1797 samples, 64 features, 10 classes).
 
     Parameters
@@ -117,7 +120,7 @@ def load_digits(*, scale=True, dtype=np.float64):
     return X, y
 
 
-def read_idx(path):
+def read_idx(path: PathLike) -> Array:
     """Read an IDX file (the format of MNIST), gzipped or not.
 
     Parameters
@@ -164,7 +167,9 @@ def _find_idx(folder, name):
     return None
 
 
-def load_mnist(path, kind="train", *, scale=True, dtype=np.float32):
+def load_mnist(
+    path: PathLike, kind: str = "train", *, scale: bool = True, dtype: DTypeLike = np.float32
+) -> tuple[Array, Array]:
     """MNIST or Fashion-MNIST from the standard IDX files in a folder.
 
     The folder holds ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``
@@ -352,7 +357,15 @@ def _labels(values):
     return numbers
 
 
-def load_csv(path, *, target=None, delimiter=None, header=None, dtype=np.float64, progress=False):
+def load_csv(
+    path: PathLike,
+    *,
+    target: int | str | None = None,
+    delimiter: str | None = None,
+    header: bool | None = None,
+    dtype: DTypeLike = np.float64,
+    progress: bool = False,
+) -> tuple[Array, Array]:
     """A CSV file of numeric features and one label column, such as Kaggle's data.
 
     Read by pandas' ``read_csv``. The delimiter (``,``, ``;``, tab or ``|``)
@@ -467,7 +480,9 @@ def _target_column(path, target, names, n_columns):
     return column % n_columns, "given"
 
 
-def load_svmlight(path, *, n_features=None, dtype=np.float64):
+def load_svmlight(
+    path: PathLike, *, n_features: int | None = None, dtype: DTypeLike = np.float64
+) -> tuple[Any, Array]:
     """A svmlight / libsvm file (``label index:value ...`` lines), as sparse CSR features.
 
     Parameters
@@ -520,15 +535,15 @@ def _first_bad_svmlight_line(path):
 
 
 def load_dataset(
-    spec="digits",
+    spec: str = "digits",
     *,
-    test_size=0.25,
-    random_state=0,
-    target=None,
-    delimiter=None,
-    header=None,
-    progress=False,
-):
+    test_size: float = 0.25,
+    random_state: int = 0,
+    target: int | str | None = None,
+    delimiter: str | None = None,
+    header: bool | None = None,
+    progress: bool = False,
+) -> Dataset:
     """Load a data set from a short specification and split it for training and testing.
 
     Parameters

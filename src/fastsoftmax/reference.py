@@ -12,14 +12,17 @@ kernels do not take (integer, float16, long double and complex arrays, and
 """
 
 import operator
+from typing import Any
 
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
+from fastsoftmax._typing import Array, ArrayLike, Axis
+
 __all__ = ["softmax", "log_softmax", "logsumexp", "cross_entropy", "cross_entropy_with_grad"]
 
 
-def softmax(x, axis=None):
+def softmax(x: ArrayLike, axis: Axis = None) -> Array:
     """Softmax, ``exp(x) / sum(exp(x))`` along ``axis``, shifted by the maximum first.
 
     Parameters
@@ -40,7 +43,7 @@ def softmax(x, axis=None):
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
-def log_softmax(x, axis=None):
+def log_softmax(x: ArrayLike, axis: Axis = None) -> Array:
     """Log-softmax, ``x - logsumexp(x)`` along ``axis``.
 
     Parameters
@@ -69,7 +72,13 @@ def log_softmax(x, axis=None):
     return shifted - lse
 
 
-def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+def logsumexp(
+    a: ArrayLike,
+    axis: Axis = None,
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    return_sign: bool = False,
+) -> Any:
     """Log of the sum of exponentials, ``log(sum(b * exp(a)))``, as ``scipy.special.logsumexp``.
 
     The largest term is taken out of the sum (``log1p`` of the rest plus the
@@ -217,16 +226,16 @@ def _wrap_angle(x):
 
 
 def cross_entropy(
-    input,
-    target,
-    weight=None,
-    ignore_index=-100,
-    reduction="mean",
-    label_smoothing=0.0,
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
     *,
-    z_loss=0.0,
-    softcap=None,
-):
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+) -> Any:
     """Cross-entropy loss, as ``torch.nn.functional.cross_entropy``, in float64.
 
     Parameters
@@ -313,17 +322,17 @@ def cross_entropy(
 
 
 def cross_entropy_with_grad(
-    input,
-    target,
-    weight=None,
-    ignore_index=-100,
-    reduction="mean",
-    label_smoothing=0.0,
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
     *,
-    z_loss=0.0,
-    softcap=None,
-    grad_output=None,
-):
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    grad_output: ArrayLike | float | None = None,
+) -> tuple[Any, Array]:
     """Cross-entropy loss with its gradient with respect to ``input``.
 
     Parameters

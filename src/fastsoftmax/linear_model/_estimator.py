@@ -3,6 +3,8 @@
 import contextlib
 import math
 import numbers
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -14,6 +16,7 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classi
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from fastsoftmax._special import log_softmax, softmax
+from fastsoftmax._typing import Array, ArrayLike
 from fastsoftmax.linear_model._common import (
     FLOAT_DTYPES,
     NON_NEGATIVE,
@@ -158,25 +161,25 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        solver="lbfgs",
+        solver: str = "lbfgs",
         *,
-        alpha=1e-4,
-        learning_rate="auto",
-        batch_size=256,
-        max_iter=100,
-        momentum=0.9,
-        nesterov=False,
-        tol=1e-4,
-        n_iter_no_change=5,
-        fit_intercept=True,
-        shuffle=True,
-        random_state=None,
-        class_weight=None,
-        label_smoothing=0.0,
-        warm_start=False,
-        n_threads=None,
-        verbose=0,
-    ):
+        alpha: float = 0.0001,
+        learning_rate: float | str = "auto",
+        batch_size: int = 256,
+        max_iter: int = 100,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        tol: float | None = 0.0001,
+        n_iter_no_change: int = 5,
+        fit_intercept: bool = True,
+        shuffle: bool = True,
+        random_state: int | np.random.RandomState | None = None,
+        class_weight: dict[Any, float] | str | None = None,
+        label_smoothing: float = 0.0,
+        warm_start: bool = False,
+        n_threads: int | None = None,
+        verbose: int = 0,
+    ) -> None:
         self.solver = solver
         self.alpha = alpha
         self.learning_rate = learning_rate
@@ -203,7 +206,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ fitting
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None, *, callback=None):
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        *,
+        callback: "Callable[[SoftmaxRegression, dict[str, Any]], Any] | None" = None,
+    ) -> "SoftmaxRegression":
         """Fit the model to the training data.
 
         Parameters
@@ -255,7 +265,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, classes=None, sample_weight=None):
+    def partial_fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        classes: ArrayLike | None = None,
+        sample_weight: ArrayLike | None = None,
+    ) -> "SoftmaxRegression":
         """Run one epoch of minibatch SGD over the given samples.
 
         The first call needs ``classes``; later calls continue from the
@@ -437,7 +453,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
         return _dask.predict(self, name, X)
 
-    def decision_function(self, X):
+    def decision_function(self, X: ArrayLike) -> Array:
         """Class scores ``X @ coef_.T + intercept_`` (log-odds for binary problems).
 
         Parameters
@@ -458,7 +474,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return z[:, 1] - z[:, 0]
         return z
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> Array:
         """Predict the class of each sample.
 
         Parameters
@@ -476,7 +492,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         scores = self._scores(X)
         return self.classes_[np.argmax(scores, axis=1)]
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> Array:
         """Class probabilities: the softmax of the scores.
 
         Parameters
@@ -493,7 +509,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return self._dask_method("predict_proba", X)
         return softmax(self._scores(X), axis=1, n_threads=self.n_threads)
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: ArrayLike) -> Array:
         """Logarithms of the class probabilities (the log-softmax of the scores).
 
         Parameters

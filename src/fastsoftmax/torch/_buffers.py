@@ -45,7 +45,7 @@ def empty(shape, dtype):
     return a
 
 
-def empty_cache():
+def empty_cache() -> None:
     """Release the kept gradient buffers.
 
     As ``torch.cuda.empty_cache`` does for CUDA's caching allocator; buffers

@@ -6,8 +6,11 @@ CPU tensors go to the ``fastsoftmax::`` operators; tensors on other devices
 torch's own operators unchanged.
 """
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from torch.overrides import has_torch_function_variadic
 
 from fastsoftmax.torch import _ops
@@ -52,16 +55,16 @@ _is_functorch_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 
 
 def cross_entropy(
-    input,
-    target,
-    weight=None,
-    ignore_index=-100,
-    reduction="mean",
-    label_smoothing=0.0,
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
     *,
-    z_loss=0.0,
-    softcap=None,
-):
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+) -> Tensor:
     """Cross-entropy of logits and targets, as ``torch.nn.functional.cross_entropy``.
 
     On CPU tensors one fused sweep over the logits computes the loss and,
@@ -205,7 +208,7 @@ def _composed_cross_entropy(
     return per.sum() / denominator if reduction == "mean" else per.sum()
 
 
-def softmax(input, dim=None, dtype=None):
+def softmax(input: Tensor, dim: int | None = None, dtype: torch.dtype | None = None) -> Tensor:
     """Softmax along a dimension, as ``torch.nn.functional.softmax``.
 
     Parameters
@@ -229,7 +232,7 @@ def softmax(input, dim=None, dtype=None):
     return _normalised(input, dim, dtype, "softmax")
 
 
-def log_softmax(input, dim=None, dtype=None):
+def log_softmax(input: Tensor, dim: int | None = None, dtype: torch.dtype | None = None) -> Tensor:
     """Log-softmax along a dimension, as ``torch.nn.functional.log_softmax``.
 
     Parameters
@@ -268,7 +271,7 @@ def _normalised(input, dim, dtype, name):
     return op(input, _check_dim(dim, input.dim()))
 
 
-def logsumexp(input, dim, keepdim=False):
+def logsumexp(input: Tensor, dim: int | Sequence[int], keepdim: bool = False) -> Tensor:
     """Log of the sum of exponentials over dimensions, as ``torch.logsumexp``.
 
     Parameters

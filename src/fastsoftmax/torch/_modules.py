@@ -37,21 +37,21 @@ class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
 
     def __init__(
         self,
-        weight=None,
-        size_average=None,
-        ignore_index=-100,
-        reduce=None,
-        reduction="mean",
-        label_smoothing=0.0,
+        weight: torch.Tensor | None = None,
+        size_average: bool | None = None,
+        ignore_index: int = -100,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
         *,
-        z_loss=0.0,
-        softcap=None,
-    ):
+        z_loss: float = 0.0,
+        softcap: float | None = None,
+    ) -> None:
         super().__init__(weight, size_average, ignore_index, reduce, reduction, label_smoothing)
         self.z_loss = z_loss
         self.softcap = softcap
 
-    def forward(self, input, target):
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss of ``input`` (logits) against ``target``.
 
         Parameters
@@ -77,7 +77,7 @@ class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
             softcap=self.softcap,
         )
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         """The options beyond torch's, for ``repr``.
 
         Returns
@@ -106,7 +106,7 @@ class Softmax(torch.nn.Softmax):
         The dimension the probabilities sum to 1 along.
     """
 
-    def forward(self, input):
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
         """Softmax of ``input`` along ``self.dim``.
 
         Parameters
@@ -131,7 +131,7 @@ class LogSoftmax(torch.nn.LogSoftmax):
         The dimension normalised along.
     """
 
-    def forward(self, input):
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
         """Log-softmax of ``input`` along ``self.dim``.
 
         Parameters

@@ -59,7 +59,7 @@ class _Patched:
         return False
 
 
-def patch():
+def patch() -> "_Patched":
     """Route ``torch.nn.functional.cross_entropy`` (and with it
     ``torch.nn.CrossEntropyLoss``) of CPU tensors to fastsoftmax.
 
@@ -77,12 +77,12 @@ def patch():
     return _Patched(was_patched)
 
 
-def unpatch():
+def unpatch() -> None:
     """Restore torch's own ``torch.nn.functional.cross_entropy``."""
     F.cross_entropy = _torch_cross_entropy
 
 
-def patched():
+def patched() -> bool:
     """Tell whether ``torch.nn.functional.cross_entropy`` is routed to fastsoftmax.
 
     Returns
