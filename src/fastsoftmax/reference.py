@@ -332,7 +332,7 @@ def cross_entropy_with_grad(
     z_loss: float = 0.0,
     softcap: float | None = None,
     grad_output: ArrayLike | float | None = None,
-) -> tuple[Any, Array]:
+) -> tuple[Any, Array, Array]:
     """Cross-entropy loss with its gradient with respect to ``input``.
 
     Parameters

@@ -14,6 +14,8 @@ lse = fs.logsumexp(x, axis=1, keepdims=True)
 loss = fs.cross_entropy(x, t, label_smoothing=0.1, z_loss=1e-3, softcap=5.0)
 loss, grad = fs.cross_entropy_with_grad(x, t, reduction="none", grad_output=np.ones(8))
 g2 = fs.cross_entropy_backward(x, t, np.zeros(8), reduction="none")
+lx = fs.linear_cross_entropy(x, np.ones((6, 5)), t, linear_bias=np.zeros(6), z_loss=1e-4)
+lx_loss, gx, gw, gb = fs.linear_cross_entropy_with_grad(x, np.ones((6, 5)), t)
 info: dict[str, object] = fs.build_info()
 fs.show_config()
 ok: bool = fs.openmp_enabled()
@@ -25,4 +27,23 @@ clf = fs.SoftmaxRegression(solver="sgd", learning_rate="auto", max_iter=5).fit(X
 clf2 = SoftmaxRegression().partial_fit(X, y, classes=np.arange(10))
 proba = clf.predict_proba(X[:2])
 score = clf.score(X, y)
-print(p.shape, lp.shape, lse, loss, grad.shape, g2.shape, info, ok, r, n, proba, score, clf2)
+print(
+    lx,
+    lx_loss,
+    gx,
+    gw,
+    gb,
+    p.shape,
+    lp.shape,
+    lse,
+    loss,
+    grad.shape,
+    g2.shape,
+    info,
+    ok,
+    r,
+    n,
+    proba,
+    score,
+    clf2,
+)

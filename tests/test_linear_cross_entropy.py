@@ -1,0 +1,105 @@
+"""linear_cross_entropy against the plain NumPy reference of the logits it never holds."""
+
+import numpy as np
+import pytest
+
+import fastsoftmax as fs
+from fastsoftmax import _linear_cross_entropy, reference
+
+
+def reference_all(x, w, t, b, grad_output, **options):
+    """Logits in float64, the reference's loss and gradient, and the products."""
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    z = x64.reshape(-1, x.shape[-1]) @ w64.T
+    if b is not None:
+        z += b
+    reduction = options.get("reduction", "mean")
+    g = grad_output
+    if reduction == "none" and g is not None:
+        g = np.asarray(g).reshape(-1)
+    loss, grad, _ = reference.cross_entropy_with_grad(z, t.reshape(-1), grad_output=g, **options)
+    if reduction == "none":
+        loss = np.asarray(loss).reshape(t.shape)
+    gx = (grad @ w64).reshape(x.shape)
+    return loss, gx, grad.T @ x64.reshape(-1, x.shape[-1]), grad.sum(axis=0)
+
+
+CASES = {
+    "plain": dict(),
+    "bias": dict(bias=True),
+    "weight+ignore": dict(weight=True, ignore_index=3),
+    "smoothing": dict(label_smoothing=0.2),
+    "z_loss+softcap": dict(z_loss=1e-2, softcap=4.0, bias=True),
+    "sum": dict(reduction="sum", grad_output=0.7),
+    "none": dict(reduction="none", grad_output=True, weight=True),
+    "3-d input": dict(shape=(6, 7), bias=True, ignore_index=2),
+    "all ignored": dict(ignore_index=0, all_ignored=True),
+}
+
+
+@pytest.mark.parametrize("block_bytes", [2**30, 3 * 13 * 8], ids=["one block", "many blocks"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", list(CASES))
+def test_matches_the_logits_reference(name, dtype, block_bytes, monkeypatch):
+    monkeypatch.setattr(_linear_cross_entropy, "BLOCK_BYTES", block_bytes)
+    case = dict(CASES[name])
+    rng = np.random.default_rng(hash(name) % 2**32)
+    shape = case.pop("shape", (40,))
+    n_features, n_classes = 9, 13
+    x = rng.standard_normal(shape + (n_features,)).astype(dtype)
+    w = (0.5 * rng.standard_normal((n_classes, n_features))).astype(dtype)
+    t = rng.integers(0, n_classes, size=shape)
+    if case.pop("all_ignored", False):
+        t[...] = 0
+    b = rng.standard_normal(n_classes) if case.pop("bias", False) else None
+    if case.pop("weight", False):
+        case["weight"] = rng.random(n_classes) + 0.5
+    g = case.pop("grad_output", None)
+    if g is True:
+        g = rng.random(shape) + 0.5
+    want = reference_all(x, w, t, b, g, **case)
+    bias = None if b is None else b.astype(dtype)
+    got = fs.linear_cross_entropy_with_grad(x, w, t, linear_bias=bias, grad_output=g, **case)
+    loss = fs.linear_cross_entropy(x, w, t, linear_bias=bias, **case)
+    rtol = 1e-10 if dtype == np.float64 else 2e-4
+    atol = 1e-12 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(loss, want[0], rtol=rtol, atol=atol, equal_nan=True)
+    np.testing.assert_allclose(got[0], want[0], rtol=rtol, atol=atol, equal_nan=True)
+    for a, e in zip(got[1:3], want[1:3]):
+        assert a.dtype == dtype and a.shape == e.shape
+        np.testing.assert_allclose(a, e, rtol=rtol, atol=atol, equal_nan=True)
+    if b is None:
+        assert got[3] is None
+    else:
+        np.testing.assert_allclose(got[3], want[3], rtol=rtol, atol=atol, equal_nan=True)
+
+
+def test_lse_is_that_of_the_logits():
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((20, 5)), rng.standard_normal((7, 5))
+    t = rng.integers(0, 7, 20)
+    loss, lse = fs.linear_cross_entropy(x, w, t, return_lse=True, softcap=3.0)
+    z = 3.0 * np.tanh((x @ w.T) / 3.0)
+    np.testing.assert_allclose(lse, reference.logsumexp(z, axis=1), rtol=1e-12)
+    *_, lse2 = fs.linear_cross_entropy_with_grad(x, w, t, return_lse=True, softcap=3.0)
+    np.testing.assert_allclose(lse2, lse, rtol=1e-12)
+
+
+def test_bad_input_is_named():
+    x, w, t = np.zeros((4, 3)), np.zeros((5, 3)), np.array([0, 1, 2, 3])
+    with pytest.raises(ValueError, match="do not match"):
+        fs.linear_cross_entropy(x, np.zeros((5, 4)), t)
+    with pytest.raises(TypeError, match="linear_weight has dtype float32"):
+        fs.linear_cross_entropy(x, w.astype(np.float32), t)
+    with pytest.raises(IndexError, match="target 9 is out of bounds for 5 classes at position"):
+        fs.linear_cross_entropy(x, w, np.array([0, 9, 1, 2]))
+    with pytest.raises(ValueError, match="target has shape"):
+        fs.linear_cross_entropy(x, w, t[:3])
+    with pytest.raises(TypeError, match="class indices"):
+        fs.linear_cross_entropy(x, w, t.astype(float))
+    with pytest.raises(ValueError, match="linear_bias has shape"):
+        fs.linear_cross_entropy(x, w, t, linear_bias=np.zeros(4))
+    with pytest.raises(ValueError, match="reduction"):
+        fs.linear_cross_entropy(x, w, t, reduction="avg")
+    with pytest.raises(ValueError, match="grad_output has shape"):
+        fs.linear_cross_entropy_with_grad(x, w, t, reduction="none", grad_output=np.ones(3))
