@@ -20,6 +20,9 @@ __all__ = ["cross_entropy", "log_softmax", "logsumexp", "softmax"]
 _INDEX_DTYPES = (torch.int64, torch.uint8)
 # torch's own, kept before patch() can replace F.cross_entropy.
 torch_cross_entropy = F.cross_entropy
+# torch's C++ cross-entropy, as F.cross_entropy calls it, and its reduction codes.
+_torch_kernel = torch._C._nn.cross_entropy_loss
+_REDUCTION_CODES = {"none": 0, "mean": 1, "sum": 2}
 # False sends eager calls through the registered operator too (the tests run
 # torch's samples both ways).
 eager_function = True
@@ -119,6 +122,11 @@ def cross_entropy(
     compiling = torch.compiler.is_compiling()
     if input.numel() < torch_below and not z_loss and softcap is None:
         # First, and with nothing else checked: its overhead is what counts here.
+        code = _REDUCTION_CODES.get(reduction)
+        if type(input) is Tensor and code is not None and not compiling:
+            # torch's kernel itself, without F.cross_entropy's Python checks
+            # (which only route tensor subclasses and parse the reduction).
+            return _torch_kernel(input, target, weight, code, ignore_index, label_smoothing)
         return torch_cross_entropy(
             input,
             target,
