@@ -4,7 +4,8 @@ N x d x V = 2048 x 512 x 32000, float32: fastsoftmax's fused
 ``linear_cross_entropy_with_grad`` (loss and the gradients of input and
 weight), the three matrix products alone (x W^T, G W, G^T x: the floor), and
 where installed torch's ``F.linear`` + ``F.cross_entropy`` + backward and
-its ``F.linear_cross_entropy`` (torch 2.13).
+its ``F.linear_cross_entropy`` (torch 2.13), and ``fastsoftmax.torch``'s with
+autograd.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE pytest bench/bench_linear_cross_entropy.py
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/bench_linear_cross_entropy.py
@@ -57,6 +58,15 @@ def calls(shape=SHAPE):
         return a.grad, b.grad
 
     out["torch linear + cross_entropy"] = torch_plain
+
+    import fastsoftmax.torch as fst
+
+    def ours_torch():
+        a, b = xt.detach().requires_grad_(), wt.detach().requires_grad_()
+        fst.linear_cross_entropy(a, b, tt).backward()
+        return a.grad, b.grad
+
+    out["fastsoftmax.torch linear_cross_entropy + backward"] = ours_torch
     if hasattr(F, "linear_cross_entropy") and hasattr(torch.nn, "LinearCrossEntropyOptions"):
 
         def torch_chunked():
@@ -72,7 +82,7 @@ def calls(shape=SHAPE):
 @pytest.mark.parametrize(
     "name",
     ["fastsoftmax", "matrix products", "torch linear + cross_entropy",
-     "torch linear_cross_entropy (chunked)"],
+     "torch linear_cross_entropy (chunked)", "fastsoftmax.torch linear_cross_entropy + backward"],
 )  # fmt: skip
 def bench_linear_cross_entropy(benchmark, name):
     fns = calls()

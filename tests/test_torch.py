@@ -23,7 +23,7 @@ from torch.testing._internal.common_methods_invocations import op_db  # noqa: E4
 from torch.testing._internal.common_modules import module_db  # noqa: E402
 
 import fastsoftmax.torch as fst  # noqa: E402
-from fastsoftmax.torch import _ops  # noqa: E402
+from fastsoftmax.torch import _linear, _ops  # noqa: E402
 
 OPS = {(o.name, o.variant_test_name): o for o in op_db}
 
@@ -556,3 +556,92 @@ def test_probabilities_of_another_dtype_promote_the_loss_as_torch():
     assert ours.dtype == theirs.dtype == torch.float64
     assert_close(ours, theirs, rtol=1e-6, atol=1e-6)  # computed in float32
     assert_close(torch.autograd.grad(ours, x)[0], torch.autograd.grad(theirs, x)[0])
+
+
+# --------------------------------------------------------------- linear_cross_entropy
+
+LINEAR_CASES = {
+    "plain": dict(),
+    "bias+weight": dict(bias=True, weight=True),
+    "ignore+smoothing": dict(ignore_index=2, label_smoothing=0.1),
+    "sum": dict(reduction="sum", bias=True),
+    "none": dict(reduction="none", ignore_index=1),
+}
+
+
+def _linear_inputs(dtype, bias, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(30, 6, dtype=dtype, generator=g, requires_grad=True)
+    w = (0.5 * torch.randn(11, 6, dtype=dtype, generator=g)).requires_grad_()
+    b = torch.randn(11, dtype=dtype, generator=g).requires_grad_() if bias else None
+    t = torch.randint(0, 11, (30,), generator=g)
+    return x, w, b, t
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name", list(LINEAR_CASES))
+def test_linear_cross_entropy_matches_torchs_reference_path(name, dtype):
+    case = dict(LINEAR_CASES[name])
+    x, w, b, t = _linear_inputs(dtype, case.pop("bias", False))
+    if case.pop("weight", False):
+        case["weight"] = torch.rand(11, dtype=dtype) + 0.5
+    leaves = [x, w] + ([b] if b is not None else [])
+    results = []
+    for fn in (F.linear_cross_entropy, fst.linear_cross_entropy):
+        loss = fn(x, w, t, linear_bias=b, **case)
+        g = torch.rand(loss.shape, dtype=dtype, generator=torch.Generator().manual_seed(1)) + 0.5
+        results.append((loss.detach(), torch.autograd.grad(loss, leaves, g)))
+    (want, want_grads), (got, got_grads) = results
+    assert_close(got, want)
+    for a, e in zip(got_grads, want_grads):
+        assert_close(a, e)
+    if case.get("reduction", "mean") != "none":
+        assert "fastsoftmax" in fst.linear_cross_entropy(x, w, t, **case).grad_fn.name().lower()
+
+
+def test_linear_cross_entropy_z_loss_and_softcap_compose_as_cross_entropy():
+    x, w, b, t = _linear_inputs(torch.float64, True, seed=3)
+    got = fst.linear_cross_entropy(x, w, t, linear_bias=b, z_loss=0.01, softcap=3.0)
+    want = fst.cross_entropy(F.linear(x, w, b), t, z_loss=0.01, softcap=3.0)
+    assert_close(got, want)
+    assert torch.autograd.gradcheck(
+        lambda a, c, d: fst.linear_cross_entropy(a, c, t, linear_bias=d, z_loss=0.01, softcap=3.0),
+        (x, w, b),
+    )
+
+
+def test_linear_cross_entropy_operators_pass_opcheck():
+    x, w, b, t = _linear_inputs(torch.float64, True, seed=4)
+    op = _linear.linear_cross_entropy_op
+    torch.library.opcheck(op, (x, w, t, b, None, -(2**63), "mean", 0.1, 0.0, 0.0, True))
+    torch.library.opcheck(op, (x, w, t, None, None, 3, "none", 0.0, 1e-3, 2.0, False))
+    g = torch.rand(30, dtype=torch.float64)
+    torch.library.opcheck(
+        _linear.linear_cross_entropy_backward_op,
+        (g, x.detach(), w.detach(), t, None, None, -100, "none", 0.0, 0.0, 0.0),
+    )
+
+
+def test_linear_cross_entropy_compiles_and_its_module_is_torchs():
+    torch.manual_seed(0)
+    ours = fst.LinearCrossEntropyLoss(6, 11, bias=True)
+    theirs = torch.nn.LinearCrossEntropyLoss(6, 11, bias=True)
+    theirs.load_state_dict(ours.state_dict())
+    assert isinstance(ours, torch.nn.LinearCrossEntropyLoss)
+    x, _, _, t = _linear_inputs(torch.float32, False, seed=5)
+    compiled = torch.compile(lambda a: ours(a, t), fullgraph=True)
+    loss = compiled(x)
+    loss.backward()
+    got = [p.grad.clone() for p in ours.parameters()]
+    want_loss = theirs(x, t)
+    want_loss.backward()
+    assert_close(loss, want_loss)
+    for a, p in zip(got, theirs.parameters()):
+        assert_close(a, p.grad)
+    assert pickle.loads(pickle.dumps(ours)).linear.weight.shape == (11, 6)
+
+
+def test_linear_cross_entropy_refuses_double_backward():
+    x, w, _, t = _linear_inputs(torch.float64, False)
+    with pytest.raises(RuntimeError, match="does not support double backward"):
+        torch.autograd.grad(fst.linear_cross_entropy(x, w, t), x, create_graph=True)

@@ -19,16 +19,24 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from fastsoftmax.torch._buffers import empty_cache
-from fastsoftmax.torch._functional import cross_entropy, log_softmax, logsumexp, softmax
-from fastsoftmax.torch._modules import CrossEntropyLoss, LogSoftmax, Softmax
+from fastsoftmax.torch._functional import (
+    cross_entropy,
+    linear_cross_entropy,
+    log_softmax,
+    logsumexp,
+    softmax,
+)
+from fastsoftmax.torch._modules import CrossEntropyLoss, LinearCrossEntropyLoss, LogSoftmax, Softmax
 from fastsoftmax.torch._patch import patch, patched, unpatch
 
 __all__ = [
     "CrossEntropyLoss",
+    "LinearCrossEntropyLoss",
     "LogSoftmax",
     "Softmax",
     "cross_entropy",
     "empty_cache",
+    "linear_cross_entropy",
     "log_softmax",
     "logsumexp",
     "patch",

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import has_torch_function_variadic
 
-from fastsoftmax.torch import _ops
+from fastsoftmax.torch import _linear, _ops
 
-__all__ = ["cross_entropy", "log_softmax", "logsumexp", "softmax"]
+__all__ = ["cross_entropy", "linear_cross_entropy", "log_softmax", "logsumexp", "softmax"]
 
 _INDEX_DTYPES = (torch.int64, torch.uint8)
 # torch's own, kept before patch() can replace F.cross_entropy.
@@ -321,3 +321,98 @@ def _check_dim(dim, ndim):
             f"but got {dim})"
         )
     return d % span
+
+
+# ignore_index=None (torch's linear_cross_entropy default): no label equals it.
+_NO_IGNORE = -(2**63)
+
+
+def linear_cross_entropy(
+    input: Tensor,
+    linear_weight: Tensor,
+    target: Tensor,
+    *,
+    linear_bias: Tensor | None = None,
+    weight: Tensor | None = None,
+    reduction: str = "mean",
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+) -> Tensor:
+    """Cross-entropy of ``F.linear(input, linear_weight, linear_bias)``, as
+    ``torch.nn.functional.linear_cross_entropy``, never holding the logits.
+
+    Parameters
+    ----------
+    input : Tensor of shape (n_samples, n_features)
+        The features (hidden states), float32 or float64.
+    linear_weight : Tensor of shape (n_classes, n_features)
+        The linear layer's weight.
+    target : Tensor of shape (n_samples,)
+        Class indices (int64).
+    linear_bias : Tensor of shape (n_classes,), optional
+        The linear layer's bias.
+    weight : Tensor of shape (n_classes,), optional
+        A rescaling weight for each class.
+    reduction : {'mean', 'sum', 'none'}, default='mean'
+        As in :func:`fastsoftmax.torch.cross_entropy`.
+    ignore_index : int, optional
+        A class index whose targets add nothing; None (torch's default here)
+        ignores none.
+    label_smoothing : float in [0, 1], default=0.0
+        Mixes the target with the uniform distribution over classes.
+    z_loss : float >= 0, default=0.0
+        Adds ``z_loss * lse**2`` to each (not ignored) sample's loss.
+    softcap : float > 0, optional
+        Replaces the logits by ``softcap * tanh(logits / softcap)`` first.
+
+    Returns
+    -------
+    Tensor
+        0-d for 'mean' and 'sum', else of the target's shape.
+
+    Notes
+    -----
+    On CPU tensors of these shapes and dtypes the logits go through in
+    blocks that stay in the last-level cache, and the gradients of
+    ``input``, ``linear_weight`` and ``linear_bias`` are computed in the same
+    blocks (for 'mean' and 'sum'). Other devices, shapes and dtypes go to
+    torch's own ``F.linear_cross_entropy`` (``z_loss`` and ``softcap``
+    composed around ``F.linear``). Double backward raises a RuntimeError.
+    """
+    shaped = (
+        input.dim() == 2
+        and linear_weight.dim() == 2
+        and target.dim() == 1
+        and target.dtype == torch.int64
+        and input.dtype in (torch.float32, torch.float64)
+        and linear_weight.dtype == input.dtype
+        and (linear_bias is None or (linear_bias.dim() == 1 and linear_bias.dtype == input.dtype))
+    )
+    if not (shaped and _ours(input, linear_weight, target, linear_bias, weight)):
+        if z_loss or softcap is not None or not hasattr(F, "linear_cross_entropy"):
+            return cross_entropy(
+                F.linear(input, linear_weight, linear_bias), target, weight,
+                -100 if ignore_index is None else ignore_index, reduction, label_smoothing,
+                z_loss=z_loss, softcap=softcap,
+            )  # fmt: skip
+        return F.linear_cross_entropy(
+            input, linear_weight, target, linear_bias=linear_bias, weight=weight,
+            reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
+        )  # fmt: skip
+    if weight is not None and weight.requires_grad and torch.is_grad_enabled():
+        raise RuntimeError("linear_cross_entropy is not differentiable with respect to weight")
+    needs_grad = torch.is_grad_enabled() and (
+        input.requires_grad
+        or linear_weight.requires_grad
+        or (linear_bias is not None and linear_bias.requires_grad)
+    )
+    with_grad = needs_grad and reduction != "none" and not torch.compiler.is_compiling()
+    loss, _, _, _ = _linear.linear_cross_entropy_op(
+        input, linear_weight, target, linear_bias, weight,
+        _NO_IGNORE if ignore_index is None else int(ignore_index), reduction,
+        float(label_smoothing), float(z_loss), 0.0 if softcap is None else float(softcap),
+        with_grad,
+    )  # fmt: skip
+    return loss

@@ -9,7 +9,7 @@ import torch
 
 from fastsoftmax.torch import _functional
 
-__all__ = ["CrossEntropyLoss", "LogSoftmax", "Softmax"]
+__all__ = ["CrossEntropyLoss", "LinearCrossEntropyLoss", "LogSoftmax", "Softmax"]
 
 
 class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
@@ -145,3 +145,69 @@ class LogSoftmax(torch.nn.LogSoftmax):
             Of the input's shape.
         """
         return _functional.log_softmax(input, self.dim)
+
+
+# torch 2.13 has LinearCrossEntropyLoss; older releases get the module alone.
+_TorchLinearCrossEntropyLoss = getattr(torch.nn, "LinearCrossEntropyLoss", torch.nn.Module)
+
+
+class LinearCrossEntropyLoss(_TorchLinearCrossEntropyLoss):
+    """``torch.nn.LinearCrossEntropyLoss`` by :func:`fastsoftmax.torch.linear_cross_entropy`.
+
+    A subclass of torch's (torch 2.13 has it): the same constructor, state_dict
+    (``linear.weight``, ``linear.bias``) and pickling; ``forward`` runs the
+    fused blocks for ``out_features=()`` and torch's own otherwise.
+
+    Parameters
+    ----------
+    in_features : int
+        Width of the features.
+    num_classes : int
+        Number of classes (the linear layer's outputs).
+    out_features : tuple of int, default=()
+        torch's K-dimensional outputs (computed by torch's own forward).
+    bias : bool, default=False
+        Give the linear layer a bias.
+    device : torch.device, optional
+        Where the parameters live.
+    dtype : torch.dtype, optional
+        The parameters' dtype.
+    reduction : {'mean', 'sum', 'none'}, default='mean'
+        How the per-sample losses are reduced.
+    weight : Tensor of shape (num_classes,), optional
+        A rescaling weight for each class.
+    ignore_index : int, optional
+        A class index whose targets add nothing; None ignores none.
+    label_smoothing : float in [0, 1], default=0.0
+        Mixes the target with the uniform distribution over classes.
+    options : torch.nn.LinearCrossEntropyOptions, optional
+        torch's chunking options (computed by torch's own forward).
+    """
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of the linear layer's logits of ``input`` against ``target``.
+
+        Parameters
+        ----------
+        input : Tensor of shape (n_samples, in_features)
+            The features.
+        target : Tensor of shape (n_samples,)
+            Class indices.
+
+        Returns
+        -------
+        Tensor
+            As :func:`fastsoftmax.torch.linear_cross_entropy`.
+        """
+        if self.out_features != () or self.options is not None:
+            return super().forward(input, target)
+        return _functional.linear_cross_entropy(
+            input,
+            self.linear.weight,
+            target,
+            linear_bias=self.linear.bias,
+            weight=self.weight,
+            reduction=self.reduction,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+        )
