@@ -256,32 +256,17 @@ def cross_entropy_backward(
     return grad.result
 
 
-def loss_grad_lse(
-    input,
-    target,
-    weight,
-    ignore_index,
-    reduction,
-    label_smoothing,
-    z_loss,
-    softcap,
-    with_grad,
-    n_threads=None,
+def loss_and_lse(
+    input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, n_threads=None
 ):
-    """The loss, the gradient when ``with_grad`` (else None) and each sample's
-    log-sum-exp in float64, in one sweep: the forward of fastsoftmax.torch,
-    which keeps the lse at full precision for a later
-    :func:`cross_entropy_backward`."""
+    """The loss and each sample's log-sum-exp in float64, in one sweep: the
+    forward of fastsoftmax.torch when the backward sweeps later, which keeps
+    the lse at full precision for :func:`cross_entropy_backward`."""
     call = _Call(
         input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, n_threads
     )
-    grad = call.grad_buffer(None, False) if with_grad else None
-    loss_rows, lse_rows = call.forward(grad=grad, g=call.grad_scale(None))
-    return (
-        call.reduce(loss_rows),
-        None if grad is None else grad.result,
-        lse_rows.reshape(call.loss_shape),
-    )
+    loss_rows, lse_rows = call.forward(grad=None, g=call.grad_scale(None))
+    return call.reduce(loss_rows), lse_rows.reshape(call.loss_shape)
 
 
 class _Grad:

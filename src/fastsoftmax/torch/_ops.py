@@ -85,8 +85,8 @@ def _xent_forward(
         )  # fmt: skip
         lse = torch.empty((0,), dtype=torch.float64)
         return _tensor(loss, input.dtype), _tensor(grad, input.dtype), lse
-    loss, _, lse = _xent.loss_grad_lse(
-        x, t, w, ignore_index, reduction, label_smoothing, z_loss, cap, False, n_threads=_threads()
+    loss, lse = _xent.loss_and_lse(
+        x, t, w, ignore_index, reduction, label_smoothing, z_loss, cap, n_threads=_threads()
     )
     return _tensor(loss, input.dtype), input.new_empty((0,)), torch.from_numpy(lse)
 
