@@ -120,22 +120,16 @@ def cross_entropy(
             f"{type(input).__name__} and {type(target).__name__}"
         )
     compiling = torch.compiler.is_compiling()
-    if input.numel() < torch_below and not z_loss and softcap is None:
+    small = input.numel() < torch_below
+    if small and not z_loss and softcap is None and type(input) is Tensor and not compiling:
         # First, and with nothing else checked: its overhead is what counts here.
+        # torch's kernel itself, without F.cross_entropy's Python checks (which
+        # only route tensor subclasses and parse the reduction).
         code = _REDUCTION_CODES.get(reduction)
-        if type(input) is Tensor and code is not None and not compiling:
-            # torch's kernel itself, without F.cross_entropy's Python checks
-            # (which only route tensor subclasses and parse the reduction).
+        if code is not None:
             return _torch_kernel(input, target, weight, code, ignore_index, label_smoothing)
-        return torch_cross_entropy(
-            input,
-            target,
-            weight,
-            ignore_index=ignore_index,
-            reduction=reduction,
-            label_smoothing=label_smoothing,
-        )
-    if not _ours(input, target, weight) or input.numel() < torch_below:
+    # Other small calls, devices and subclasses: torch's operators.
+    if small or not _ours(input, target, weight):
         return _composed_cross_entropy(
             input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap
         )
