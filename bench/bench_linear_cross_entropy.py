@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import peak_growth_mib
 
 import fastsoftmax
 
@@ -93,22 +94,9 @@ def bench_linear_cross_entropy(benchmark, name):
     benchmark.pedantic(fns[name], rounds=5, iterations=1)
 
 
-def _status_mib(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(field)
-
-
 def peak_memory(name):
     """MiB of peak RSS growth of one call over its inputs (Linux)."""
-    fn = calls()[name]
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    before = _status_mib("VmRSS")
-    fn()
-    return _status_mib("VmHWM") - before
+    return peak_growth_mib(calls()[name])
 
 
 def main(argv=None):

@@ -28,6 +28,8 @@ import pytest
 
 torch = pytest.importorskip("torch") if __name__ != "__main__" else __import__("torch")
 
+from conftest import peak_growth_mib  # noqa: E402
+
 import fastsoftmax.torch as fst  # noqa: E402
 from fastsoftmax import _bench_mixed  # noqa: E402
 
@@ -217,24 +219,11 @@ def same_losses(n_steps=20):
             print(f"{kind} {'compiled' if compiled else 'eager'}: {n_steps} steps, same losses")
 
 
-def _status_mib(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def peak_memory(method, shape):
     """MiB of peak RSS growth of the first forward + backward over the inputs
     (Linux): the peak (VmHWM) is reset once the inputs exist, then read after
     the call. Later calls of fastsoftmax's reuse the gradient buffer it kept."""
-    fn = loss_calls(shape)[method]
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM to the current RSS
-    before = _status_mib("VmRSS")
-    fn()
-    return _status_mib("VmHWM") - before
+    return peak_growth_mib(loss_calls(shape)[method])
 
 
 def memory_table():

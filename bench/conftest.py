@@ -53,6 +53,24 @@ def copy_floor(inputs):
     return run
 
 
+def _status_mib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def peak_growth_mib(fn):
+    """MiB of peak RSS growth of ``fn()`` over what the process holds now
+    (Linux): the peak (VmHWM) is reset to the current RSS, then read after."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current RSS
+    before = _status_mib("VmRSS")
+    fn()
+    return _status_mib("VmHWM") - before
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _report_threads():
     """Print which BLAS and OpenMP runtimes and thread counts the run had."""
