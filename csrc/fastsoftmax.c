@@ -4,7 +4,23 @@
 
 #include <math.h>
 
+#include "fs_half.h"
 #include "fs_math.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* The calling thread's number in its OpenMP team (0 outside one): the index
+ * of its part of a call's scratch. */
+static int fs_thread_num(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 /* Runtime dispatch: on x86-64 with GCC and glibc (ifunc), each per-dtype task
  * is compiled three times, for AVX-512, for AVX2 + FMA and for the x86-64
@@ -69,6 +85,17 @@ FS_INLINE fs_strip fs_strip_at(const fs_plan *p, fs_index inner, fs_index task)
 #define FS_SUF f64
 #include "fs_instance.h"
 
+/* The 2-byte dtypes, computed by the float32 bodies above. */
+#define FS_H_SUF f16
+#define FS_H_LOAD fs_f16_to_f32
+#define FS_H_STORE fs_f32_to_f16
+#include "staged.h"
+
+#define FS_H_SUF bf16
+#define FS_H_LOAD fs_bf16_to_f32
+#define FS_H_STORE fs_f32_to_bf16
+#include "staged.h"
+
 /* ----------------------------------------------------------------- plans */
 
 static fs_plan fs_plan_of(fs_plan_kind kind, fs_index per, fs_index outer, fs_index inner)
@@ -95,11 +122,17 @@ static fs_plan fs_plan_layout(fs_index n, fs_index inner, fs_index outer, int ac
     return fs_plan_of(FS_ROWS, n < FS_ROW_TASK ? (FS_ROW_TASK + n - 1) / n : 1, outer, inner);
 }
 
+static int fs_is_half(fs_dtype d)
+{
+    return d == FS_F16 || d == FS_BF16;
+}
+
+/* 2-byte batches are never strips (staged.h): unit_inner is 0 for them. */
 void fs_softmax_plan(fs_softmax_batch *b)
 {
     const int lse = b->op == FS_LOGSUMEXP;
     b->plan = fs_plan_layout(b->n, b->inner, b->outer, 1, b->x.s1 == 1 && (lse || b->y.s1 == 1),
-                             b->x.s2 == 1 && b->y.s2 == 1);
+                             b->x.s2 == 1 && b->y.s2 == 1 && !fs_is_half(b->dtype));
 }
 
 void fs_xent_plan(fs_xent_batch *b)
@@ -109,19 +142,34 @@ void fs_xent_plan(fs_xent_batch *b)
     const int grad = b->grad.p != NULL;
     b->plan = fs_plan_layout(b->o.n_classes, b->inner, b->outer, across,
                              b->x.s1 == 1 && (!grad || b->grad.s1 == 1),
-                             b->x.s2 == 1 && (!grad || b->grad.s2 == 1));
+                             b->x.s2 == 1 && (!grad || b->grad.s2 == 1) && !fs_is_half(b->dtype));
+}
+
+fs_index fs_softmax_scratch(const fs_softmax_batch *b)
+{
+    return fs_is_half(b->dtype) && b->plan.kind == FS_ROWS ? b->n : 0;
+}
+
+fs_index fs_xent_scratch(const fs_xent_batch *b)
+{
+    return fs_is_half(b->dtype) && b->plan.kind == FS_ROWS ? b->o.n_classes : 0;
 }
 
 /* ------------------------------------------------------ dtype dispatch */
 
+/* In fs_dtype's order: the computing dtypes, then the 2-byte ones. */
 #define FS_ENTRY(SUF, T) fs_softmax_task_##SUF,
-static void (*const fs_softmax_tasks[])(const fs_softmax_batch *,
-                                        fs_index) = {FS_FOR_EACH_DTYPE(FS_ENTRY)};
+#define FS_HALF_ENTRY(SUF) fs_softmax_task_##SUF,
+static void (*const fs_softmax_tasks[])(const fs_softmax_batch *, fs_index) = {
+    FS_FOR_EACH_DTYPE(FS_ENTRY) FS_FOR_EACH_HALF(FS_HALF_ENTRY)};
 #undef FS_ENTRY
+#undef FS_HALF_ENTRY
 #define FS_ENTRY(SUF, T) fs_xent_task_##SUF,
-static void (*const fs_xent_tasks[])(const fs_xent_batch *,
-                                     fs_index) = {FS_FOR_EACH_DTYPE(FS_ENTRY)};
+#define FS_HALF_ENTRY(SUF) fs_xent_task_##SUF,
+static void (*const fs_xent_tasks[])(const fs_xent_batch *, fs_index) = {
+    FS_FOR_EACH_DTYPE(FS_ENTRY) FS_FOR_EACH_HALF(FS_HALF_ENTRY)};
 #undef FS_ENTRY
+#undef FS_HALF_ENTRY
 #define FS_ENTRY(SUF, T) fs_linear_xent_task_##SUF,
 static void (*const fs_linear_tasks[])(const fs_linear_batch *,
                                        fs_index) = {FS_FOR_EACH_DTYPE(FS_ENTRY)};
@@ -142,7 +190,9 @@ void fs_xent_task(const void *batch, fs_index task)
 void fs_linear_xent_task(const void *batch, fs_index part)
 {
     const fs_linear_batch *b = (const fs_linear_batch *)batch;
-    fs_linear_tasks[b->dtype](b, part);
+    if (b->dtype == FS_F32
+        || b->dtype == FS_F64) /* no 2-byte bodies (see _linear_cross_entropy.py) */
+        fs_linear_tasks[b->dtype](b, part);
 }
 
 void fs_math_eval(fs_dtype dtype, int fn, const void *x, void *y, fs_index n)
@@ -151,6 +201,20 @@ void fs_math_eval(fs_dtype dtype, int fn, const void *x, void *y, fs_index n)
         fs_math_eval_f32(fn, (const float *)x, (float *)y, n);
     else
         fs_math_eval_f64(fn, (const double *)x, (double *)y, n);
+}
+
+void fs_half_eval(fs_dtype dtype, int widen, const void *x, void *y, fs_index n)
+{
+    const int bf = dtype == FS_BF16;
+    for (fs_index i = 0; i < n; i++) {
+        if (widen) {
+            const uint16_t h = ((const uint16_t *)x)[i];
+            ((float *)y)[i] = bf ? fs_bf16_to_f32(h) : fs_f16_to_f32(h);
+        } else {
+            const float f = ((const float *)x)[i];
+            ((uint16_t *)y)[i] = bf ? fs_f32_to_bf16(f) : fs_f32_to_f16(f);
+        }
+    }
 }
 
 double fs_exp_f32_ulp(uint32_t lo, uint32_t hi, int fast, int64_t *n_above_one)

@@ -60,11 +60,14 @@
 
 typedef ptrdiff_t fs_index;
 
-/* Every dtype the kernels are built for: X(suffix, element type). Adding a
- * dtype is a line here and its instantiation in fastsoftmax.c. */
+/* The dtypes the kernels compute in: X(suffix, element type). Adding one is
+ * a line here and its instantiation in fastsoftmax.c. */
 #define FS_FOR_EACH_DTYPE(X) X(f32, float) X(f64, double)
+/* The 2-byte dtypes, stored as uint16_t bits and computed in float32
+ * (staged.h): X(suffix). */
+#define FS_FOR_EACH_HALF(X) X(f16) X(bf16)
 
-typedef enum fs_dtype { FS_F32 = 0, FS_F64 = 1, FS_N_DTYPES } fs_dtype;
+typedef enum fs_dtype { FS_F32 = 0, FS_F64 = 1, FS_F16 = 2, FS_BF16 = 3, FS_N_DTYPES } fs_dtype;
 
 /*
  * Thresholds, each with the measurement that chose it (AMD EPYC Zen 4,
@@ -130,12 +133,15 @@ typedef struct fs_plan {
 typedef enum fs_softmax_op { FS_SOFTMAX = 0, FS_LOG_SOFTMAX = 1, FS_LOGSUMEXP = 2 } fs_softmax_op;
 
 /* softmax or log_softmax of x into y (same shape), or logsumexp of each row
- * into y (an (outer, inner) array) over the class axis. n >= 1. */
+ * into y (an (outer, inner) array; float32 for a 2-byte x) over the class
+ * axis. n >= 1. scratch: for a 2-byte dtype planned as FS_ROWS, n floats for
+ * each thread of the call (fs_scratch_floats). */
 typedef struct fs_softmax_batch {
     fs_dtype dtype;
     fs_softmax_op op;
     fs_index outer, n, inner;
     fs_arr x, y;
+    float *scratch;
     fs_plan plan;
 } fs_softmax_batch;
 
@@ -167,6 +173,7 @@ typedef struct fs_xent_batch {
     double *loss, *lse;
     int64_t ignore_index;
     fs_xent_opts o;
+    float *scratch; /* as fs_softmax_batch's, n_classes floats a thread; q is float32 */
     fs_plan plan;
 } fs_xent_batch;
 
@@ -203,6 +210,9 @@ void fs_softmax_task(const void *batch, fs_index task);
 void fs_xent_plan(fs_xent_batch *b);
 void fs_xent_task(const void *batch, fs_index task);
 void fs_linear_xent_task(const void *batch, fs_index part);
+/* Floats of scratch a planned batch needs for each thread (0: none). */
+fs_index fs_softmax_scratch(const fs_softmax_batch *b);
+fs_index fs_xent_scratch(const fs_xent_batch *b);
 
 /* The per-dtype bodies behind the dispatching entry points above. */
 #define FS_DECLARE(SUF, T)                                                                  \
@@ -213,6 +223,15 @@ void fs_linear_xent_task(const void *batch, fs_index part);
     void fs_math_eval_##SUF(int fn, const T *x, T *y, fs_index n);
 FS_FOR_EACH_DTYPE(FS_DECLARE)
 #undef FS_DECLARE
+#define FS_DECLARE(SUF)                                                   \
+    void fs_softmax_task_##SUF(const fs_softmax_batch *b, fs_index task); \
+    void fs_xent_task_##SUF(const fs_xent_batch *b, fs_index task);
+FS_FOR_EACH_HALF(FS_DECLARE)
+#undef FS_DECLARE
+
+/* The 2-byte conversions over arrays, for the test suite: dtype FS_F16 or
+ * FS_BF16; widen (bits -> float) or not (float -> bits). */
+void fs_half_eval(fs_dtype dtype, int widen, const void *x, void *y, fs_index n);
 
 /* fs_math.h's functions over arrays, for the test suite: fn 0 exp, 1 the fast
  * exp, 2 log, 3 log1p (the last two in double whatever T). */

@@ -321,7 +321,7 @@ def test_bad_arguments():
         fs.cross_entropy(x, np.array([0, -1, 2, 1]))
     with pytest.raises(ValueError, match=r"\(3,\).*\(4,\)"):
         fs.cross_entropy(x, t[:3])
-    with pytest.raises(TypeError, match="float32 or float64"):
+    with pytest.raises(TypeError, match="float32, float64, float16 or bfloat16"):
         fs.cross_entropy(x.astype(np.int64), t)
     with pytest.raises(TypeError, match="target"):
         fs.cross_entropy(x, t.astype(bool))

@@ -11,6 +11,8 @@ cdef extern from "fastsoftmax.h" nogil:
     ctypedef enum fs_dtype:
         FS_F32
         FS_F64
+        FS_F16
+        FS_BF16
         FS_N_DTYPES
 
     ctypedef struct fs_arr:
@@ -37,6 +39,7 @@ cdef extern from "fastsoftmax.h" nogil:
         fs_softmax_op op
         fs_index outer, n, inner
         fs_arr x, y
+        float *scratch
         fs_plan plan
 
     ctypedef struct fs_xent_opts:
@@ -56,6 +59,7 @@ cdef extern from "fastsoftmax.h" nogil:
         double *lse
         int64_t ignore_index
         fs_xent_opts o
+        float *scratch
         fs_plan plan
 
     ctypedef struct fs_linear_batch:
@@ -84,6 +88,9 @@ cdef extern from "fastsoftmax.h" nogil:
 
     void fs_math_eval(fs_dtype dtype, int fn, const void *x, void *y, fs_index n) noexcept
     double fs_exp_f32_ulp(uint32_t lo, uint32_t hi, int fast, int64_t *n_above_one) noexcept
+    void fs_half_eval(fs_dtype dtype, int widen, const void *x, void *y, fs_index n) noexcept
+    fs_index fs_softmax_scratch(const fs_softmax_batch *b) noexcept
+    fs_index fs_xent_scratch(const fs_xent_batch *b) noexcept
 
     const char *fs_compiler() noexcept
     const char *fs_simd() noexcept

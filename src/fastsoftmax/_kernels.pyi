@@ -1,7 +1,9 @@
 """Type stubs of the compiled row loops (fastsoftmax/_kernels.pyx).
 
 The loops take NumPy arrays through the buffer protocol: the float arrays of
-one call share one dtype, named by its code (``F32``, ``F64``); labels are
+one call share one dtype, named by its code (``F32``, ``F64``, and ``F16``,
+``BF16`` whose arrays come as uint16 bits, with float32 logsumexp results
+and probabilities); labels are
 int64 (``check_labels`` takes any integer dtype). ``softmax`` and ``xent``
 return the kind of plan the C layer chose (``ROWS``, ``STRIPS``, ``TILES``).
 ``xent`` scales each row's gradient by ``g`` (one value per row) or, when
@@ -18,6 +20,8 @@ _F = TypeVar("_F", np.float32, np.float64)
 
 _Float64 = npt.NDArray[np.float64]
 _Labels = npt.NDArray[np.integer[Any]]
+# float32, float64, or the uint16 bits of a 2-byte dtype
+_Kernel = npt.NDArray[np.float32] | npt.NDArray[np.float64] | npt.NDArray[np.uint16]
 
 __test__: dict[str, str]  # Cython's doctest table
 
@@ -25,13 +29,13 @@ def openmp_enabled() -> bool: ...
 def max_threads() -> int: ...
 def compiler() -> str: ...
 def simd() -> str: ...
-def softmax(x: npt.NDArray[_F], y: npt.NDArray[_F], op: int, dtype: int, n_threads: int) -> int: ...
+def softmax(x: _Kernel, y: _Kernel, op: int, dtype: int, n_threads: int) -> int: ...
 def xent(
-    x: npt.NDArray[_F],
+    x: _Kernel,
     *,
-    grad: npt.NDArray[_F] | None = None,
+    grad: _Kernel | None = None,
     target: npt.NDArray[np.int64] | None = None,
-    q: npt.NDArray[_F] | None = None,
+    q: _Kernel | None = None,
     g: _Float64 | None = None,
     g_value: float = 1.0,
     lse_in: _Float64 | None = None,
@@ -66,6 +70,7 @@ def linear_xent(
 ) -> float: ...
 def linear_rows() -> int: ...
 def math_eval(x: npt.NDArray[_F], y: npt.NDArray[_F], fn: int, dtype: int) -> None: ...
+def half_eval(x: npt.NDArray[Any], y: npt.NDArray[Any], dtype: int, widen: bool) -> None: ...
 def exp_f32_ulp(lo: int, hi: int, fast: bool, n_threads: int) -> tuple[float, int]: ...
 def current_cpu() -> int: ...
 def leave_cpu(cpu: int) -> None: ...
@@ -76,4 +81,6 @@ ROWS: int
 STRIPS: int
 TILES: int
 F32: int
+F16: int
+BF16: int
 F64: int

@@ -15,6 +15,7 @@ once the GIL is released.
 """
 
 from cpython.buffer cimport PyBUF_STRIDES, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 from cython.parallel cimport parallel, prange, threadid
 from libc.stdint cimport INT64_MAX, int8_t, int16_t, int32_t, int64_t
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
@@ -27,7 +28,7 @@ GRAIN = FS_GRAIN
 LINEAR_MAX_CLASSES = FS_LINEAR_MAX_CLASSES
 # Plan kinds, as the entry points return them.
 ROWS, STRIPS, TILES = FS_ROWS, FS_STRIPS, FS_TILES
-F32, F64 = FS_F32, FS_F64
+F32, F64, F16, BF16 = FS_F32, FS_F64, FS_F16, FS_BF16
 
 
 def openmp_enabled():
@@ -105,6 +106,18 @@ cdef void _run(fs_task_fn task, const void *batch, fs_index n_tasks, int n_threa
             task(batch, k)
 
 
+cdef float *_scratch(fs_index per_thread, int n_threads) except? NULL:
+    # A planned batch's scratch (2-byte rows widened to float32): per_thread
+    # floats for each thread of the call, or NULL when it needs none.
+    cdef float *p
+    if per_thread == 0:
+        return NULL
+    p = <float *>PyMem_RawMalloc(<size_t>per_thread * max(n_threads, 1) * sizeof(float))
+    if p == NULL:
+        raise MemoryError(f"cannot allocate {per_thread * max(n_threads, 1) * 4} bytes of scratch")
+    return p
+
+
 def softmax(x, y, int op, int dtype, int n_threads):
     """op 0 softmax, 1 log_softmax of x (outer, C, inner) into y (its shape), or
     2 logsumexp of each row into y (outer, inner). IN: x. OUT: y. Returns the
@@ -117,8 +130,10 @@ def softmax(x, y, int op, int dtype, int n_threads):
     b.y = _arr(y, True)
     b.outer, b.n, b.inner = shape[0], shape[1], shape[2]
     fs_softmax_plan(&b)
+    b.scratch = _scratch(fs_softmax_scratch(&b), n_threads)
     with nogil:
         _run(fs_softmax_task, &b, b.plan.n_tasks, n_threads)
+    PyMem_RawFree(b.scratch)
     return b.plan.kind
 
 
@@ -152,8 +167,10 @@ def xent(x, *, grad=None, target=None, q=None, g=None, double g_value=1.0, lse_i
     b.o.weight = <const double *>_arr(weight, False).p
     b.o.weight_sum = weight_sum
     fs_xent_plan(&b)
+    b.scratch = _scratch(fs_xent_scratch(&b), n_threads)
     with nogil:
         _run(fs_xent_task, &b, b.plan.n_tasks, n_threads)
+    PyMem_RawFree(b.scratch)
     return b.plan.kind
 
 
@@ -297,6 +314,15 @@ def math_eval(x, y, int fn, int dtype):
     cdef fs_arr xv = _arr(x, False, shape), yv = _arr(y, True)
     with nogil:
         fs_math_eval(<fs_dtype>dtype, fn, xv.p, yv.p, shape[0])
+
+
+def half_eval(x, y, int dtype, bint widen):
+    """The 2-byte conversions elementwise: uint16 bits x to float32 y (widen),
+    or float32 x to uint16 bits y, contiguous 1-D arrays, for dtype F16 or BF16."""
+    cdef fs_index shape[3]
+    cdef fs_arr xv = _arr(x, False, shape), yv = _arr(y, True)
+    with nogil:
+        fs_half_eval(<fs_dtype>dtype, widen, xv.p, yv.p, shape[0])
 
 
 def exp_f32_ulp(uint32_t lo, uint32_t hi, bint fast, int n_threads):

@@ -1,9 +1,13 @@
 """Shapes and strides: how an array is presented to the kernels as rows.
 
 The kernels see 3-D (outer, classes, inner) views whose strides are whole
-elements of a native float32 or float64 dtype. These helpers produce such a
+elements of a native float32, float64, float16 or bfloat16 dtype (the
+2-byte ones as their uint16 bits, ``bits``). These helpers produce such a
 view without copying where NumPy allows it. They run on every call, so they
 stay cheap for small arrays (math.prod, not np.prod).
+
+bfloat16 is ``ml_dtypes.bfloat16``, recognised by its name: an array of it
+exists only where ml_dtypes is installed, and nothing here imports it.
 """
 
 import math
@@ -14,12 +18,43 @@ from fastsoftmax import _kernels
 
 KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # The kernels' code for each dtype (fs_dtype in csrc/fastsoftmax.h).
-DTYPE_CODE = {np.dtype(np.float32): _kernels.F32, np.dtype(np.float64): _kernels.F64}
+DTYPE_CODE = {
+    np.dtype(np.float32): _kernels.F32,
+    np.dtype(np.float64): _kernels.F64,
+    np.dtype(np.float16): _kernels.F16,
+}
+_HALF_CODES = (_kernels.F16, _kernels.BF16)
+_BITS = np.dtype(np.uint16)
+_FLOAT32 = np.dtype(np.float32)
+
+
+def kernel_code(dtype):
+    """The kernels' code for ``dtype`` (native byte order), or None."""
+    code = DTYPE_CODE.get(dtype)
+    if code is None and dtype.name == "bfloat16" and dtype.kind == "V" and dtype.itemsize == 2:
+        return _kernels.BF16
+    return code
+
+
+def is_half(dtype):
+    """True for float16 and bfloat16, the dtypes computed in float32."""
+    return kernel_code(dtype) in _HALF_CODES
+
+
+def result_dtype(dtype):
+    """The dtype of the losses, lse and logsumexp of ``dtype``'s scores:
+    float32 for the 2-byte dtypes (computed in it), else ``dtype``."""
+    return _FLOAT32 if is_half(dtype) else dtype
+
+
+def bits(a):
+    """``a`` as the kernels take it: a 2-byte array as its uint16 bits."""
+    return a.view(_BITS) if a is not None and a.dtype.itemsize == 2 else a
 
 
 def kernel_ready(a):
     """True when ``a``'s memory can be handed to the kernels as it is."""
-    if a.dtype.char not in "fd" or not a.dtype.isnative:
+    if not a.dtype.isnative or (a.dtype.char not in "fde" and kernel_code(a.dtype) is None):
         return False
     flags = a.flags
     if not flags.aligned:

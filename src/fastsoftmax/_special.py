@@ -1,7 +1,9 @@
 """softmax, log_softmax and logsumexp: drop-ins for scipy.special's.
 
-float32 and float64 arrays run in the C kernels over any axis and strides;
-every other input (integers, bool, float16, long double, complex, empty
+float32, float64, float16 and bfloat16 (``ml_dtypes.bfloat16``) arrays run
+in the C kernels over any axis and strides, the 2-byte dtypes computed in
+float32 and each output rounded once to the input's dtype, as scipy's dtypes
+are; every other input (integers, bool, long double, complex, empty
 arrays, 0-d values, ``logsumexp`` with ``b``) goes to the NumPy reference,
 which follows scipy's algorithm and therefore its output dtypes and errors.
 """
@@ -13,9 +15,10 @@ import numpy as np
 
 from fastsoftmax import _kernels, reference
 from fastsoftmax._layout import (
-    DTYPE_CODE,
-    KERNEL_DTYPES,
     as_kernel_input,
+    bits,
+    kernel_code,
+    result_dtype,
     rows3,
     same_layout,
     view3,
@@ -142,22 +145,24 @@ def logsumexp(
     """
     n_threads = check_n_threads(n_threads)
     a = np.asarray(a)
-    if b is not None or a.dtype not in KERNEL_DTYPES or a.size == 0:
+    code = kernel_code(a.dtype)
+    if b is not None or code is None or a.size == 0:
         return reference.logsumexp(a, axis, b, keepdims, return_sign)
     a = np.atleast_1d(as_kernel_input(a))
     axes = reference.reduction_axes(axis, a.ndim)
     kept = [i for i in range(a.ndim) if i not in axes]
     x3 = _rows_over(a, axes)
-    res = np.empty(x3.shape[0] * x3.shape[2], dtype=a.dtype)
+    # 2-byte input: the kernels write float32, rounded once below to scipy's dtype.
+    res = np.empty(x3.shape[0] * x3.shape[2], dtype=result_dtype(a.dtype))
     _kernels.softmax(
-        x3,
+        bits(x3),
         res.reshape(x3.shape[0], x3.shape[2]),
         _LOGSUMEXP,
-        DTYPE_CODE[a.dtype],
+        code,
         threads_for(n_threads, a.size),
     )
 
-    res = res.reshape([a.shape[i] for i in kept])
+    res = res.astype(a.dtype, copy=False).reshape([a.shape[i] for i in kept])
     if keepdims:
         res = res.reshape([1 if i in axes else n for i, n in enumerate(a.shape)])
     if return_sign:
@@ -171,7 +176,8 @@ def logsumexp(
 def _normalise(x, axis, out, n_threads, log):
     n_threads = check_n_threads(n_threads)
     x = np.asarray(x)
-    if x.dtype not in KERNEL_DTYPES or x.size == 0 or x.ndim == 0:
+    code = kernel_code(x.dtype)
+    if code is None or x.size == 0 or x.ndim == 0:
         fn = reference.log_softmax if log else reference.softmax
         return _into(out, fn(x, axis))
     x = as_kernel_input(x)
@@ -188,14 +194,14 @@ def _normalise(x, axis, out, n_threads, log):
         y3 = view3(out, x3.shape) if direct else None
         y = None if y3 is not None else np.empty(x3.shape, dtype=dtype)
         _kernels.softmax(
-            x3, y3 if y3 is not None else y, op, DTYPE_CODE[dtype], threads_for(n_threads, x.size)
+            bits(x3), bits(y3 if y3 is not None else y), op, code, threads_for(n_threads, x.size)
         )
         if y is None:
             return out
         return _into(out, y.reshape(x.shape))
     # Several axes: the kernels ran on a copy with those axes moved last.
     y = np.empty(x3.shape, dtype=dtype)
-    _kernels.softmax(x3, y, op, DTYPE_CODE[dtype], threads_for(n_threads, x.size))
+    _kernels.softmax(bits(x3), bits(y), op, code, threads_for(n_threads, x.size))
     moved = [n for i, n in enumerate(x.shape) if i not in axes] + [x.shape[i] for i in axes]
     y = np.moveaxis(y.reshape(moved), range(x.ndim - len(axes), x.ndim), axes)
     return _into(out, y)

@@ -12,7 +12,15 @@ from typing import Any
 import numpy as np
 
 from fastsoftmax import _kernels
-from fastsoftmax._layout import DTYPE_CODE, KERNEL_DTYPES, as_kernel_input, same_layout, view3
+from fastsoftmax._layout import (
+    DTYPE_CODE,
+    as_kernel_input,
+    bits,
+    kernel_code,
+    result_dtype,
+    same_layout,
+    view3,
+)
 from fastsoftmax._threads import check_n_threads, threads_for
 from fastsoftmax._typing import Array, ArrayLike
 
@@ -38,8 +46,9 @@ def cross_entropy(
     Parameters
     ----------
     input : array_like of shape (n_samples, n_classes) or (n_samples, n_classes, d1, ..., dK)
-        Unnormalised scores (logits), float32 or float64; one sample may be of
-        shape (n_classes,). The class axis is axis 1 when there is a batch axis.
+        Unnormalised scores (logits), float32, float64, float16 or bfloat16
+        (``ml_dtypes.bfloat16``; the 2-byte dtypes are computed in float32
+        and the gradient rounded once); one sample may be of shape (n_classes,). The class axis is axis 1 when there is a batch axis.
     target : array_like
         Class indices of any integer dtype, of shape (), (n_samples,) or
         (n_samples, d1, ..., dK); or class probabilities, a float array of
@@ -65,7 +74,7 @@ def cross_entropy(
 
     Returns
     -------
-    loss : scalar or ndarray of the input's dtype
+    loss : scalar or ndarray of the input's dtype (float32 for 2-byte input)
         A scalar for 'mean' and 'sum'; for 'none', an array of shape (),
         (n_samples,) or (n_samples, d1, ..., dK).
 
@@ -109,8 +118,9 @@ def cross_entropy_with_grad(
     Parameters
     ----------
     input : array_like of shape (n_samples, n_classes) or (n_samples, n_classes, d1, ..., dK)
-        Unnormalised scores (logits), float32 or float64; one sample may be of
-        shape (n_classes,). As in :func:`cross_entropy`.
+        Unnormalised scores (logits), float32, float64, float16 or bfloat16
+        (``ml_dtypes.bfloat16``; the 2-byte dtypes are computed in float32
+        and the gradient rounded once); one sample may be of shape (n_classes,). As in :func:`cross_entropy`.
     target : array_like
         Class indices or class probabilities, as in :func:`cross_entropy`.
     weight : array_like of shape (n_classes,), optional
@@ -136,7 +146,7 @@ def cross_entropy_with_grad(
         gradient into.
     inplace : bool, default=False
         Write the gradient over ``input`` (which must be a writable ndarray
-        of float32 or float64). Nothing of the input's size is allocated.
+        of a kernel dtype). Nothing of the input's size is allocated.
     return_lse : bool, default=False
         Also return the log-sum-exp of each sample's (softcapped) scores.
 
@@ -146,7 +156,7 @@ def cross_entropy_with_grad(
         As :func:`cross_entropy`.
     grad : ndarray of the input's shape and dtype
         d loss / d input (``out`` or ``input`` when those were given).
-    lse : ndarray of the loss's shape ('none') and the input's dtype
+    lse : ndarray of the loss's shape ('none') and the loss's dtype
         Only with ``return_lse=True``.
 
     Examples
@@ -203,8 +213,9 @@ def cross_entropy_backward(
     Parameters
     ----------
     input : array_like of shape (n_samples, n_classes) or (n_samples, n_classes, d1, ..., dK)
-        Unnormalised scores (logits), float32 or float64; one sample may be of
-        shape (n_classes,). As in :func:`cross_entropy`.
+        Unnormalised scores (logits), float32, float64, float16 or bfloat16
+        (``ml_dtypes.bfloat16``; the 2-byte dtypes are computed in float32
+        and the gradient rounded once); one sample may be of shape (n_classes,). As in :func:`cross_entropy`.
     target : array_like
         Class indices or class probabilities, as in :func:`cross_entropy`.
     lse : array_like of the loss's shape ('none')
@@ -300,12 +311,19 @@ class _Call:
         self.n_threads = check_n_threads(n_threads)
         self.raw_input = input
         x = np.asarray(input)
-        if x.dtype not in KERNEL_DTYPES and x.dtype.newbyteorder("=") not in KERNEL_DTYPES:
-            raise TypeError(f"input must be a float32 or float64 array, got dtype {x.dtype}")
+        self.code = kernel_code(x.dtype)
+        if self.code is None and x.dtype.kind == "f":
+            self.code = kernel_code(x.dtype.newbyteorder("="))
+        if self.code is None:
+            raise TypeError(
+                f"input must be a float32, float64, float16 or bfloat16 array, got dtype {x.dtype}"
+            )
         if x.ndim == 0:
             raise ValueError("input must have at least 1 dimension (the classes), got a 0-d array")
         self.input_shape = x.shape
         self.dtype = np.dtype(x.dtype.newbyteorder("="))
+        # Losses and lse: float32 for 2-byte scores (the dtype they are computed in).
+        self.loss_dtype = result_dtype(self.dtype)
         if x.ndim == 1:
             self.n_outer, self.n_classes, self.n_inner = 1, x.shape[0], 1
             self.loss_shape = ()
@@ -379,7 +397,8 @@ class _Call:
                     f"targets (got ignore_index={self.ignore_index})"
                 )
             self.probs = True
-            q = as_kernel_input(t.astype(self.dtype, copy=False))
+            # 2-byte scores take float32 probabilities: the dtype they compute in.
+            q = as_kernel_input(t.astype(self.loss_dtype, copy=False))
             v = view3(q, self.shape3)
             self.q3 = v if v is not None else np.ascontiguousarray(q).reshape(self.shape3)
         else:
@@ -450,10 +469,10 @@ class _Call:
         if self.reduction == "mean":
             d = self.denominator()
             total = total / d if d != 0 else np.nan
-        return self.dtype.type(total)
+        return self.loss_dtype.type(total)
 
     def per_sample(self, rows):
-        return rows.astype(self.dtype).reshape(self.loss_shape)
+        return rows.astype(self.loss_dtype).reshape(self.loss_shape)
 
     # ------------------------------------------------------------------ kernels
 
@@ -464,8 +483,8 @@ class _Call:
             x = self.raw_input
             if not isinstance(x, np.ndarray) or x.dtype != self.dtype:
                 raise TypeError(
-                    "inplace=True needs input to be a float32 or float64 "
-                    "numpy.ndarray in native byte order"
+                    "inplace=True needs input to be a float32, float64, float16 or "
+                    "bfloat16 numpy.ndarray in native byte order"
                 )
             if not x.flags.writeable:
                 raise ValueError("inplace=True needs a writable input; this one is read-only")
@@ -522,7 +541,7 @@ class _Call:
             smoothing=self.smoothing,
             z_loss=self.z_loss,
             softcap=self.softcap,
-            dtype=DTYPE_CODE[self.dtype],
+            dtype=self.code,
             n_threads=threads_for(self.n_threads, self.n_rows * self.n_classes),
         )
 
@@ -531,15 +550,15 @@ class _Call:
         loss = np.empty(self.n_rows, dtype=np.float64)
         lse = np.empty(self.n_rows, dtype=np.float64)
         if self.n_rows:
-            gv = None if grad is None else grad.view
-            _kernels.xent(self.x3, grad=gv, loss=loss, lse=lse, **self._kernel_args(g))
+            gv = None if grad is None else bits(grad.view)
+            _kernels.xent(bits(self.x3), grad=gv, loss=loss, lse=lse, **self._kernel_args(g))
         if grad is not None:
             grad.finish()
         return loss, lse
 
     def backward(self, lse2, grad, g):
         if self.n_rows:
-            _kernels.xent(self.x3, grad=grad.view, lse_in=lse2, **self._kernel_args(g))
+            _kernels.xent(bits(self.x3), grad=bits(grad.view), lse_in=lse2, **self._kernel_args(g))
         grad.finish()
 
 
