@@ -48,7 +48,8 @@ def cross_entropy(
     input : array_like of shape (n_samples, n_classes) or (n_samples, n_classes, d1, ..., dK)
         Unnormalised scores (logits), float32, float64, float16 or bfloat16
         (``ml_dtypes.bfloat16``; the 2-byte dtypes are computed in float32
-        and the gradient rounded once); one sample may be of shape (n_classes,). The class axis is axis 1 when there is a batch axis.
+        and the gradient rounded once); one sample may be of shape
+        (n_classes,). The class axis is axis 1 when there is a batch axis.
     target : array_like
         Class indices of any integer dtype, of shape (), (n_samples,) or
         (n_samples, d1, ..., dK); or class probabilities, a float array of
@@ -120,7 +121,8 @@ def cross_entropy_with_grad(
     input : array_like of shape (n_samples, n_classes) or (n_samples, n_classes, d1, ..., dK)
         Unnormalised scores (logits), float32, float64, float16 or bfloat16
         (``ml_dtypes.bfloat16``; the 2-byte dtypes are computed in float32
-        and the gradient rounded once); one sample may be of shape (n_classes,). As in :func:`cross_entropy`.
+        and the gradient rounded once); one sample may be of shape
+        (n_classes,). As in :func:`cross_entropy`.
     target : array_like
         Class indices or class probabilities, as in :func:`cross_entropy`.
     weight : array_like of shape (n_classes,), optional
@@ -215,7 +217,8 @@ def cross_entropy_backward(
     input : array_like of shape (n_samples, n_classes) or (n_samples, n_classes, d1, ..., dK)
         Unnormalised scores (logits), float32, float64, float16 or bfloat16
         (``ml_dtypes.bfloat16``; the 2-byte dtypes are computed in float32
-        and the gradient rounded once); one sample may be of shape (n_classes,). As in :func:`cross_entropy`.
+        and the gradient rounded once); one sample may be of shape
+        (n_classes,). As in :func:`cross_entropy`.
     target : array_like
         Class indices or class probabilities, as in :func:`cross_entropy`.
     lse : array_like of the loss's shape ('none')
