@@ -16,6 +16,7 @@ from fastsoftmax._layout import (
     DTYPE_CODE,
     as_kernel_input,
     bits,
+    is_half,
     kernel_code,
     result_dtype,
     same_layout,
@@ -388,7 +389,7 @@ class _Call:
             # known to be in range (a uint64 ignore_index above 2**63 wraps to a
             # negative label, which the kernels ignore as well).
             self.t2 = t.reshape(self.n_outer, self.n_inner).astype(_INT64, copy=False)
-        elif t.dtype.kind == "f":
+        elif t.dtype.kind == "f" or is_half(t.dtype):  # (bfloat16's kind is "V")
             if t.shape != self.input_shape:
                 raise ValueError(
                     f"target of class probabilities has shape {t.shape}, "
