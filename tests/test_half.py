@@ -206,7 +206,8 @@ def test_family_accuracy_histogram(dtype):
 def test_special_values(dtype, n_classes):
     """NaN, infinities, the largest finite values and subnormals behave as the
     float32 computation on the same (exact) values: bit for bit, rounded once."""
-    info_max = float(np.array([0x7BFF if dtype == np.float16 else 0x7F7F], np.uint16).view(dtype)[0])
+    largest_bits = 0x7BFF if dtype == np.float16 else 0x7F7F
+    info_max = float(np.array([largest_bits], np.uint16).view(dtype)[0])
     tiny = float(np.array([1], np.uint16).view(dtype)[0])
     x = scores((12, n_classes), dtype, seed=6).astype(np.float64)
     x[0, 3] = np.nan
