@@ -18,6 +18,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("expecttest")  # torch.testing._internal needs it
 
 import torch.nn.functional as F  # noqa: E402
+from torch.testing._internal.opinfo.core import SampleInput  # noqa: E402
 from torch.testing import assert_close as _assert_close  # noqa: E402
 from torch.testing._internal.common_methods_invocations import op_db  # noqa: E402
 from torch.testing._internal.common_modules import module_db  # noqa: E402
@@ -50,6 +51,7 @@ OURS = {
     ("logsumexp", ""): fst.logsumexp,
 }
 DTYPES = [torch.float32, torch.float64]
+HALF_DTYPES = [torch.float16, torch.bfloat16]
 
 
 def assert_close(actual, expected, **kwargs):
@@ -57,16 +59,18 @@ def assert_close(actual, expected, **kwargs):
     _assert_close(actual, expected, equal_nan=True, **kwargs)
 
 
-def _grads(fn, sample, grad_seed):
+def _grads(fn, sample, grad_seed, grad_dtype=None):
     """fn's output on the sample and the gradients of every input that
-    requires grad, for a random incoming gradient."""
+    requires grad, for a random incoming gradient (drawn in ``grad_dtype``,
+    by default the output's)."""
     inputs = [sample.input] + [a for a in sample.args if isinstance(a, torch.Tensor)]
     inputs += [v for v in sample.kwargs.values() if isinstance(v, torch.Tensor)]
     leaves = [t for t in inputs if t.requires_grad]
     out = fn(sample.input, *sample.args, **sample.kwargs)
     if not leaves or not out.requires_grad:
         return out, []
-    g = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(grad_seed))
+    gen = torch.Generator().manual_seed(grad_seed)
+    g = torch.randn(out.shape, dtype=grad_dtype or out.dtype, generator=gen).to(out.dtype)
     return out.detach(), list(torch.autograd.grad(out, leaves, g))
 
 
@@ -87,6 +91,59 @@ def test_opinfo_samples_match_torch(key, dtype):
         assert len(our_grads) == len(their_grads)
         for a, b in zip(our_grads, their_grads):
             assert_close(a, b, msg=lambda m, s=sample: f"gradient, {s}: {m}")
+
+
+def _in_float64(sample):
+    """The sample with each floating tensor as a float64 leaf (its exact value)."""
+
+    def up(v):
+        if isinstance(v, torch.Tensor) and v.is_floating_point():
+            return v.detach().double().requires_grad_(v.requires_grad)
+        return v
+
+    return SampleInput(
+        up(sample.input),
+        args=tuple(up(a) for a in sample.args),
+        kwargs={k: up(v) for k, v in sample.kwargs.items()},
+    )
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=str)
+@pytest.mark.parametrize("key", list(OURS), ids=lambda k: "-".join(p for p in k if p))
+def test_opinfo_two_byte_samples_match_float64(key, dtype):
+    """torch's samples in float16 and bfloat16: ours against torch's float64
+    result on the same (exact) values. Each element is within assert_close's
+    default tolerance for the dtype of the exact value, or no further from
+    it than torch's own 2-byte result. (The softmax family's gradients come
+    from its rounded 2-byte output, as torch's do; torch's own forward
+    rounds intermediate values, its bfloat16 log_softmax keeping the row's
+    max and log-sum in bfloat16.)"""
+    torch.manual_seed(0)
+    samples = _samples(key, dtype)
+    assert samples
+    for i, sample in enumerate(samples):
+        exact, exact_grads = _grads(OPS[key].op, _in_float64(sample), i, grad_dtype=dtype)
+        theirs, their_grads = _grads(OPS[key].op, sample, i, grad_dtype=dtype)
+        ours, our_grads = _grads(OURS[key], sample, i, grad_dtype=dtype)
+        assert ours.dtype == theirs.dtype
+        _assert_no_worse(ours, theirs, exact, f"{sample}")
+        assert len(our_grads) == len(exact_grads)
+        for a, b, e in zip(our_grads, their_grads, exact_grads):
+            _assert_no_worse(a, b, e, f"gradient, {sample}")
+
+
+def _assert_no_worse(ours, theirs, exact, label):
+    """Elementwise: within the default tolerance of ``exact`` for ours' dtype,
+    or no further from it than ``theirs``."""
+    rtol, atol = {torch.float16: (1e-3, 1e-5), torch.bfloat16: (1.6e-2, 1e-5)}.get(
+        ours.dtype, (1.3e-6, 1e-5)
+    )
+    e = exact.double()
+    mine, other = (ours.double() - e).abs(), (theirs.double() - e).abs()
+    same_nan = ours.isnan() & e.isnan()
+    bad = ~same_nan & ~((mine <= atol + rtol * e.abs()) | (mine <= other))
+    bad |= ours.isnan() != e.isnan()
+    assert not bad.any(), f"{label}: {ours[bad]} against exact {e[bad]} (torch: {theirs[bad]})"
 
 
 @pytest.mark.parametrize("key", list(OURS), ids=lambda k: "-".join(p for p in k if p))
@@ -134,6 +191,42 @@ def test_moduleinfo_configurations_match_torch(cls, dtype):
             results.append((out.detach(), grad))
         assert_close(results[1][0], results[0][0], msg=lambda m, d=config.desc: f"{d}: {m}")
         assert_close(results[1][1], results[0][1], msg=lambda m, d=config.desc: f"{d} grad: {m}")
+
+
+def _up(v):
+    return v.detach().double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=str)
+@pytest.mark.parametrize("cls", list(MODULES), ids=lambda c: c.__name__)
+def test_moduleinfo_two_byte_configurations_match_float64(cls, dtype):
+    """Every ModuleInfo configuration in float16 and bfloat16, against the
+    same module on the float64 values, as the OpInfo samples above."""
+    info = next(m for m in module_db if m.module_cls is cls)
+    torch.manual_seed(0)
+    configs = info.module_inputs_func(
+        info, device="cpu", dtype=dtype, requires_grad=True, training=True
+    )
+    assert configs
+    for i, config in enumerate(configs):
+        c, f = config.constructor_input, config.forward_input
+        modules = [
+            (cls(*c.args, **c.kwargs), lambda v: v),
+            (MODULES[cls](*c.args, **c.kwargs), lambda v: v),
+            (cls(*map(_up, c.args), **{k: _up(v) for k, v in c.kwargs.items()}), _up),
+        ]
+        results = []
+        for module, cast in modules:
+            x = cast(f.args[0]).detach().clone().requires_grad_()
+            rest = [cast(a) for a in f.args[1:]]
+            out = module(x, *rest, **{k: cast(v) for k, v in f.kwargs.items()})
+            gen = torch.Generator().manual_seed(i)
+            g = torch.randn(out.shape, dtype=dtype, generator=gen).to(out.dtype)
+            (grad,) = torch.autograd.grad(out, x, g)
+            results.append((out.detach(), grad))
+        (theirs, their_grad), (ours, our_grad), (exact, exact_grad) = results
+        _assert_no_worse(ours, theirs, exact, config.desc)
+        _assert_no_worse(our_grad, their_grad, exact_grad, f"{config.desc} grad")
 
 
 # ------------------------------------------------------------------- the operators

@@ -262,7 +262,7 @@ def cross_entropy_backward(
             f"lse has shape {lse.shape}, expected {call.loss_shape} "
             f"for input of shape {call.input_shape}"
         )
-    if lse.dtype.kind not in "fiu":
+    if not _is_real(lse.dtype):
         raise TypeError(f"lse must be a real array, got dtype {lse.dtype}")
     # Aligned, contiguous float64: the kernels read whole, aligned elements.
     lse2 = _aligned(lse, np.float64, contiguous=True).reshape(call.n_outer, call.n_inner)
@@ -363,7 +363,7 @@ class _Call:
             self.weight, self.weight_sum = None, float(self.n_classes)
             return
         w = np.asarray(weight)
-        if w.dtype.kind not in "fiu":
+        if not _is_real(w.dtype):
             raise TypeError(f"weight must be a real array, got dtype {w.dtype}")
         if w.shape != (self.n_classes,):
             raise ValueError(
@@ -437,7 +437,7 @@ class _Call:
             if grad_output is None:
                 return None, 1.0
             g = np.asarray(grad_output)
-            if g.dtype.kind not in "fiu":
+            if not _is_real(g.dtype):
                 raise TypeError(
                     f"grad_output must be a real array of the loss's shape, got dtype {g.dtype}"
                 )
@@ -457,7 +457,7 @@ class _Call:
                     f"grad_output must be a scalar for reduction="
                     f"'{self.reduction}', got shape {a.shape}"
                 )
-            if a.dtype.kind not in "fiu":
+            if not _is_real(a.dtype):
                 raise TypeError(f"grad_output must be a real number, got {g!r}")
         g = float(g)
         if self.reduction == "mean":
@@ -564,6 +564,11 @@ class _Call:
         if self.n_rows:
             _kernels.xent(bits(self.x3), grad=bits(grad.view), lse_in=lse2, **self._kernel_args(g))
         grad.finish()
+
+
+def _is_real(dtype):
+    """Integers, floats and bfloat16 (whose kind is "V")."""
+    return dtype.kind in "fiu" or is_half(dtype)
 
 
 def _real(name, value):

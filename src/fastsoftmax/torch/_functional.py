@@ -83,8 +83,10 @@ def cross_entropy(
     Parameters
     ----------
     input : Tensor of shape (C,), (N, C) or (N, C, d1, ..., dK)
-        Unnormalised scores (logits), float32 or float64 natively; float16
-        and bfloat16 are computed in float32 and rounded once.
+        Unnormalised scores (logits): float32, float64, float16 or bfloat16
+        (the 2-byte tensors read and written as they are, computed in
+        float32 and rounded once; bfloat16 needs ml_dtypes, else it goes
+        through a float32 copy).
     target : Tensor
         Class indices (int64 or uint8) of shape (), (N,) or (N, d1, ..., dK),
         or class probabilities of the input's shape.
@@ -217,9 +219,9 @@ def softmax(input: Tensor, dim: int | None = None, dtype: torch.dtype | None = N
     ----------
     input : Tensor
         The scores. CPU float tensors of 2**17 elements or more run in
-        fastsoftmax's kernels (float16 and bfloat16 in float32, rounded
-        once); smaller ones, other devices and other dtypes go to torch's
-        own operator.
+        fastsoftmax's kernels (float16 and bfloat16 computed in float32,
+        rounded once, their backward too); smaller ones, other devices and
+        other dtypes go to torch's own operator.
     dim : int
         The dimension the probabilities sum to 1 along. None picks torch's
         implicit (deprecated) choice, with its warning.
@@ -241,9 +243,9 @@ def log_softmax(input: Tensor, dim: int | None = None, dtype: torch.dtype | None
     ----------
     input : Tensor
         The scores. CPU float tensors of 2**17 elements or more run in
-        fastsoftmax's kernels (float16 and bfloat16 in float32, rounded
-        once); smaller ones, other devices and other dtypes go to torch's
-        own operator.
+        fastsoftmax's kernels (float16 and bfloat16 computed in float32,
+        rounded once, their backward too); smaller ones, other devices and
+        other dtypes go to torch's own operator.
     dim : int
         The dimension normalised along. None picks torch's implicit
         (deprecated) choice, with its warning.

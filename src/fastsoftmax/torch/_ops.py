@@ -2,8 +2,10 @@
 
 Each operator runs on CPU tensors, shared with the kernels through
 ``Tensor.numpy()`` (no copy, any strides), and has a fake implementation for
-torch.compile and an autograd formula. float16 and bfloat16 tensors are
-computed in float32 and rounded once to their dtype.
+torch.compile and an autograd formula. float16 and bfloat16 tensors reach
+the 2-byte kernels as they are (bfloat16 as ``ml_dtypes.bfloat16``, or as a
+float32 copy where ml_dtypes is not installed): computed in float32, each
+result rounded once to the tensor's dtype.
 """
 
 from typing import Optional
@@ -34,18 +36,45 @@ _DOUBLE_BACKWARD = (
 )
 
 
+def _numpy_half(dtype):
+    """The NumPy dtype of a 2-byte torch dtype, or None (bfloat16 without ml_dtypes)."""
+    if dtype == torch.float16:
+        return np.dtype(np.float16)
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
 def _array(t):
-    """A CPU tensor's elements as a NumPy array: shared, or a float32 copy of a
-    2-byte float (until native 2-byte kernels exist)."""
+    """A CPU tensor's elements as a NumPy array, shared (any strides): a 2-byte
+    float through its int16 view, which NumPy then reads as its own dtype."""
+    t = t.detach()
     if t.dtype in _HALF:
-        t = t.float()
-    return t.detach().numpy()
+        dtype = _numpy_half(t.dtype)
+        if dtype is None:
+            return t.float().numpy()
+        return t.view(torch.int16).numpy().view(dtype)
+    return t.numpy()
+
+
+def _shares(dtype):
+    """True when _array shares a tensor of ``dtype`` rather than copying it."""
+    return dtype not in _HALF or _numpy_half(dtype) is not None
+
+
+_TORCH_HALF = {np.dtype(np.float16): torch.float16}
 
 
 def _tensor(a, dtype):
     """A NumPy result as a tensor of ``dtype``: shared when the dtypes match,
     else rounded once."""
-    t = torch.from_numpy(np.asarray(a))
+    a = np.asarray(a)
+    if a.dtype.itemsize == 2 and a.dtype.kind in "fV":  # float16, bfloat16
+        t = torch.from_numpy(a.view(np.int16)).view(_TORCH_HALF.get(a.dtype, torch.bfloat16))
+    else:
+        t = torch.from_numpy(a)
     return t if t.dtype == dtype else t.to(dtype)
 
 
@@ -270,10 +299,10 @@ cross_entropy_op.register_autograd(_xent_backward, setup_context=_xent_setup_con
 
 
 def _normalised(input, dim, log):
-    out = torch.empty(input.shape, dtype=torch.float32 if input.dtype in _HALF else input.dtype)
+    out = torch.empty(input.shape, dtype=input.dtype if _shares(input.dtype) else torch.float32)
     x = _array(input)
     if x.size:  # an empty tensor has nothing to normalise (scipy's would raise)
-        o = out.view(1).numpy() if x.ndim == 0 else out.numpy()
+        o = _array(out.view(1) if x.ndim == 0 else out)
         _special._normalise(x.reshape(o.shape), dim if x.ndim else 0, o, _threads(), log=log)
     return out if out.dtype == input.dtype else out.to(input.dtype)
 
@@ -307,15 +336,22 @@ def _save_output(ctx, inputs, output):
 
 
 # The backward formulas are torch's own, in differentiable torch operations:
-# double backward works through them as it does for torch's softmax.
-def _softmax_backward(ctx, grad):
+# double backward works through them as it does for torch's softmax. For the
+# 2-byte dtypes they run in float32 and are rounded once, as the forward.
+def _backward_with(formula, ctx, grad):
     (out,) = ctx.saved_tensors
-    return torch._softmax_backward_data(grad, out, ctx.dim, ctx.input_dtype), None
+    if ctx.input_dtype in _HALF:
+        g = formula(grad.float(), out.float(), ctx.dim, torch.float32)
+        return g.to(ctx.input_dtype), None
+    return formula(grad, out, ctx.dim, ctx.input_dtype), None
+
+
+def _softmax_backward(ctx, grad):
+    return _backward_with(torch._softmax_backward_data, ctx, grad)
 
 
 def _log_softmax_backward(ctx, grad):
-    (out,) = ctx.saved_tensors
-    return torch._log_softmax_backward_data(grad, out, ctx.dim, ctx.input_dtype), None
+    return _backward_with(torch._log_softmax_backward_data, ctx, grad)
 
 
 softmax_op.register_autograd(_softmax_backward, setup_context=_save_output)
