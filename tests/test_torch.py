@@ -18,10 +18,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("expecttest")  # torch.testing._internal needs it
 
 import torch.nn.functional as F  # noqa: E402
-from torch.testing._internal.opinfo.core import SampleInput  # noqa: E402
 from torch.testing import assert_close as _assert_close  # noqa: E402
 from torch.testing._internal.common_methods_invocations import op_db  # noqa: E402
 from torch.testing._internal.common_modules import module_db  # noqa: E402
+from torch.testing._internal.opinfo.core import SampleInput  # noqa: E402
 
 import fastsoftmax.torch as fst  # noqa: E402
 from fastsoftmax.torch import _linear, _ops  # noqa: E402
