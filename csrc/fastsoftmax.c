@@ -85,6 +85,15 @@ FS_INLINE fs_strip fs_strip_at(const fs_plan *p, fs_index inner, fs_index task)
 #define FS_SUF f64
 #include "fs_instance.h"
 
+/* Floats between two threads' rows of scratch: the row rounded up to whole
+ * 64-byte lines, and one line more, so that no line is written by two
+ * threads (with a shared line, 2 threads of a C = 100 softmax took as long
+ * as 1). */
+static fs_index fs_scratch_stride(fs_index n)
+{
+    return ((n + 15) / 16) * 16 + 16;
+}
+
 /* The 2-byte dtypes, computed by the float32 bodies above. */
 #define FS_H_SUF f16
 #define FS_H_LOAD fs_f16_to_f32
@@ -147,12 +156,12 @@ void fs_xent_plan(fs_xent_batch *b)
 
 fs_index fs_softmax_scratch(const fs_softmax_batch *b)
 {
-    return fs_is_half(b->dtype) && b->plan.kind == FS_ROWS ? b->n : 0;
+    return fs_is_half(b->dtype) && b->plan.kind == FS_ROWS ? fs_scratch_stride(b->n) : 0;
 }
 
 fs_index fs_xent_scratch(const fs_xent_batch *b)
 {
-    return fs_is_half(b->dtype) && b->plan.kind == FS_ROWS ? b->o.n_classes : 0;
+    return fs_is_half(b->dtype) && b->plan.kind == FS_ROWS ? fs_scratch_stride(b->o.n_classes) : 0;
 }
 
 /* ------------------------------------------------------ dtype dispatch */

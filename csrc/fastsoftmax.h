@@ -134,8 +134,8 @@ typedef enum fs_softmax_op { FS_SOFTMAX = 0, FS_LOG_SOFTMAX = 1, FS_LOGSUMEXP = 
 
 /* softmax or log_softmax of x into y (same shape), or logsumexp of each row
  * into y (an (outer, inner) array; float32 for a 2-byte x) over the class
- * axis. n >= 1. scratch: for a 2-byte dtype planned as FS_ROWS, n floats for
- * each thread of the call (fs_scratch_floats). */
+ * axis. n >= 1. scratch: for a 2-byte dtype planned as FS_ROWS, a row of
+ * floats for each thread of the call (fs_softmax_scratch). */
 typedef struct fs_softmax_batch {
     fs_dtype dtype;
     fs_softmax_op op;
@@ -173,7 +173,7 @@ typedef struct fs_xent_batch {
     double *loss, *lse;
     int64_t ignore_index;
     fs_xent_opts o;
-    float *scratch; /* as fs_softmax_batch's, n_classes floats a thread; q is float32 */
+    float *scratch; /* as fs_softmax_batch's, a row of n_classes floats a thread; q is float32 */
     fs_plan plan;
 } fs_xent_batch;
 
@@ -210,7 +210,8 @@ void fs_softmax_task(const void *batch, fs_index task);
 void fs_xent_plan(fs_xent_batch *b);
 void fs_xent_task(const void *batch, fs_index task);
 void fs_linear_xent_task(const void *batch, fs_index part);
-/* Floats of scratch a planned batch needs for each thread (0: none). */
+/* Floats of scratch a planned batch needs for each thread (0: none): the
+ * caller gives that many times the call's thread count. */
 fs_index fs_softmax_scratch(const fs_softmax_batch *b);
 fs_index fs_xent_scratch(const fs_xent_batch *b);
 

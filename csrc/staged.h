@@ -13,8 +13,8 @@
  * classes is 512 KiB). Losses, lse and logsumexp come out in float32 (or
  * double, as for every dtype); probability targets come as float32.
  *
- * Scratch: rows (FS_ROWS) use b->scratch, one row of floats for each thread
- * of the call, given by the caller; tiles use the stack. 2-byte batches are
+ * Scratch: rows (FS_ROWS) use b->scratch, a row of floats for each thread of
+ * the call (fs_scratch_stride apart), given by the caller; tiles use the stack. 2-byte batches are
  * never planned as strips (fs_*_plan): their rows read across the inner axis.
  */
 
@@ -94,7 +94,7 @@ FS_DISPATCH void FS_HCAT(fs_softmax_task_)(const fs_softmax_batch *b, fs_index t
         FS_HLOCAL(tile_out)(xt, nr, n, (uint16_t *)b->y.p + r0 * b->y.s0, b->y.s0);
         return;
     }
-    float *row = b->scratch + (fs_index)fs_thread_num() * n;
+    float *row = b->scratch + (fs_index)fs_thread_num() * fs_scratch_stride(n);
     fs_row_walk rw = fs_walk_from(r0, b->inner);
     for (fs_index r = r0; r < r1; r++, fs_walk_next(&rw)) {
         FS_HLOCAL(widen_row)(x + fs_walk_offset(&rw, &b->x), n, b->x.s1, row);
@@ -132,7 +132,7 @@ FS_DISPATCH void FS_HCAT(fs_xent_task_)(const fs_xent_batch *b, fs_index task)
     /* The float32 rows read the batch's options and strides: a copy whose
      * scores and gradient are the unit-stride row on scratch. The targets
      * (labels, or float32 probabilities) and scales are read as they are. */
-    float *row = b->scratch + (fs_index)fs_thread_num() * n;
+    float *row = b->scratch + (fs_index)fs_thread_num() * fs_scratch_stride(n);
     fs_xent_batch fb = *b;
     fb.x.s1 = fb.grad.s1 = 1;
     for (fs_index r = r0; r < r1; r++, fs_walk_next(&rw)) {
