@@ -21,6 +21,8 @@ KEY_TYPES = {
     "torch": str,
     "compiler": str,
     "simd": str,
+    "two_byte": str,
+    "ml_dtypes": str,
 }
 
 

@@ -22,9 +22,10 @@ def build_info() -> dict[str, Any]:
         (how long idle threads spin before they sleep, and who chose it);
         ``openmp_library`` (the OpenMP runtime file loaded, where the platform
         tells); ``compiler``; ``simd`` (the instruction set the kernels were
-        compiled for); ``machine``, ``python`` and ``numpy`` versions; the
-        versions of ``scipy``, ``scikit-learn``, ``threadpoolctl`` and
-        ``torch``, or ``'not installed'``.
+        compiled for); ``two_byte`` (how float16 and bfloat16 are computed);
+        ``machine``, ``python`` and ``numpy`` versions; the versions of
+        ``scipy``, ``scikit-learn``, ``threadpoolctl``, ``torch`` and
+        ``ml_dtypes`` (NumPy's bfloat16), or ``'not installed'``.
     """
     from fastsoftmax import __version__
 
@@ -36,6 +37,7 @@ def build_info() -> dict[str, Any]:
         "openmp_library": _runtime.library,
         "compiler": _kernels.compiler(),
         "simd": _kernels.simd(),
+        "two_byte": _TWO_BYTE,
         "machine": platform.machine(),
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -43,9 +45,12 @@ def build_info() -> dict[str, Any]:
     }
 
 
+# csrc/fs_half.h and csrc/staged.h: the same on every instruction set.
+_TWO_BYTE = "float16, bfloat16: computed in float32, converted by integer SIMD arithmetic"
+
 # Libraries fastsoftmax works with when they are installed; their versions are
 # read from the installed metadata, without importing them.
-OPTIONAL = ("scipy", "scikit-learn", "threadpoolctl", "torch")
+OPTIONAL = ("scipy", "scikit-learn", "threadpoolctl", "torch", "ml_dtypes")
 
 
 def _version(name):
