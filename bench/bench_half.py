@@ -132,7 +132,7 @@ def table(rounds, threads):
         t = _interleaved(calls(shape, threads), rounds, per_round)
         floor = t["copy (2 bytes)"]
 
-        def cell(name):
+        def cell(name, t=t, floor=floor):
             return f"{t[name]:.2f} ({t[name] / floor:.1f})" if name in t else "-"
 
         ratio = (
