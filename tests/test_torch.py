@@ -461,6 +461,24 @@ def test_two_byte_dtypes_are_computed_in_float32_and_rounded_once(dtype):
     assert_close(ours, theirs)  # torch's own 2-byte result, within its tolerances
 
 
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=str)
+def test_two_byte_tensors_reach_the_kernels_without_a_copy(dtype, monkeypatch):
+    pytest.importorskip("ml_dtypes")
+    x = (3 * torch.randn(8, 300, generator=torch.Generator().manual_seed(7))).to(dtype)[:, ::2]
+    a = _ops._array(x)
+    assert a.__array_interface__["data"][0] == x.data_ptr()
+    assert a.strides == tuple(2 * s for s in x.stride()) and a.dtype.itemsize == 2
+    t = torch.arange(8) % 150
+    results = [fst.softmax(x, 1), fst.cross_entropy(x, t, reduction="none")]
+    # bfloat16 without ml_dtypes: a float32 copy, the same results
+    monkeypatch.setattr(_ops, "_numpy_half", lambda d: None)
+    assert _ops._array(x).dtype == np.float32
+    again = [fst.softmax(x, 1), fst.cross_entropy(x, t, reduction="none")]
+    for r, s in zip(results, again):
+        assert r.dtype == s.dtype == dtype
+        assert torch.equal(r, s)
+
+
 def test_other_devices_and_subclasses_go_to_torch():
     x = torch.randn(4, 3, device="meta")
     t = torch.zeros(4, dtype=torch.int64, device="meta")
