@@ -25,7 +25,10 @@
  *   gradient while it sums them, then turns them into the gradient without
  *   another exp (softcap stores the capped score instead, see xent.h).
  * - The fast exp serves a block only when every argument is in its range
- *   (fs_fast_range), checked on the values the exps take.
+ *   (fs_fast_range), checked on the values the exps take; a row whose
+ *   smallest and largest scores are in range (all_fast, from the max pass)
+ *   skips the checks, a pass fewer (12% of a 32000-class fused row, 17% of
+ *   its softmax, on one thread).
  * - Rows of few classes spend their time in per-row set-up, so they are
  *   computed 64 rows at a time across rows (tiles); a class axis that is
  *   not the last one is computed across its contiguous inner axis (strips).

@@ -14,14 +14,27 @@
 /* exp(v), by the fast version where the block was found in its range. */
 #define FS_EXPQ(v) (fast ? FS_EXP_FAST(v) : FS_EXP(v))
 
-/* Largest element, NaN ignored (a NaN still poisons the sums that follow). */
-FS_INLINE FS_T FS_LOCAL(row_max)(const FS_T *x, fs_index n, fs_index xs)
+/* Largest element (returned) and smallest (*lo), NaN ignored (a NaN still
+ * poisons the sums that follow). */
+FS_INLINE FS_T FS_LOCAL(row_range)(const FS_T *x, fs_index n, fs_index xs, FS_T *lo)
 {
-    FS_T m = -(FS_T)INFINITY;
-    FS_SIMD(reduction(max : m))
-    for (fs_index i = 0; i < n; i++)
+    FS_T m = -(FS_T)INFINITY, l = (FS_T)INFINITY;
+    FS_SIMD(reduction(max : m) reduction(min : l))
+    for (fs_index i = 0; i < n; i++) {
         m = x[i * xs] > m ? x[i * xs] : m;
+        l = x[i * xs] < l ? x[i * xs] : l;
+    }
+    *lo = l;
     return m;
+}
+
+/* 1 when every x - shift of a row whose extremes are lo and m is in the
+ * fast exp's range (rounding is monotonic): every block then passes
+ * fast_range, which need not run. A NaN, ignored by lo and m, gives a NaN
+ * through either exp, and its row is NaN either way. */
+FS_INLINE int FS_LOCAL(all_fast)(FS_T lo, FS_T m, FS_T shift)
+{
+    return (lo - shift >= FS_EXP_LO) & (m - shift <= (FS_T)0);
 }
 
 /* The fast-exp policy: 1 when every x - shift of the block is in the fast
@@ -55,13 +68,14 @@ FS_INLINE double FS_LOCAL(exp_block)(const FS_T *x, fs_index b0, fs_index b1, fs
 }
 
 /* Blocked, compensated sum of exp(x - shift) over a row (stored in y with
- * `store`), each block through the fast exp where the policy allows. */
+ * `store`), each block through the fast exp where the policy allows (every
+ * block, unchecked, when the row is all_fast). */
 FS_INLINE double FS_LOCAL(sum_exp)(const FS_T *x, fs_index n, fs_index xs, FS_T shift, FS_T *y,
-                                   fs_index ys, const int store)
+                                   fs_index ys, const int store, const int all_fast)
 {
     fs_sum s = {0.0, 0.0};
     FS_BLOCKS(b0, b1, n) {
-        const double bs = FS_LOCAL(fast_range)(x, b0, b1, xs, shift)
+        const double bs = all_fast || FS_LOCAL(fast_range)(x, b0, b1, xs, shift)
                               ? FS_LOCAL(exp_block)(x, b0, b1, xs, shift, y, ys, 1, store)
                               : FS_LOCAL(exp_block)(x, b0, b1, xs, shift, y, ys, 0, store);
         fs_sum_add(&s, bs);

@@ -32,7 +32,8 @@ FS_INLINE FS_T FS_LOCAL(lse_from_max)(FS_T m, double rest, double k)
 FS_INLINE FS_T FS_LOCAL(softmax_row)(const FS_T *x, fs_index n, fs_index xs, FS_T *y, fs_index ys,
                                      const int op)
 {
-    const FS_T m = FS_LOCAL(row_max)(x, n, xs);
+    FS_T lo;
+    const FS_T m = FS_LOCAL(row_range)(x, n, xs, &lo);
     if (op == FS_SOFTMAX) {
         if (!isfinite(m)) { /* exp(x - max) has inf - inf or -inf - -inf in it */
             FS_LOCAL(fill)(y, n, ys, (FS_T)NAN);
@@ -40,7 +41,8 @@ FS_INLINE FS_T FS_LOCAL(softmax_row)(const FS_T *x, fs_index n, fs_index xs, FS_
         }
         /* One exp per element: exp(x - max) goes to y (the row is then in
          * cache) and is scaled by 1 / sum in an exp-free pass. */
-        const FS_T r = (FS_T)(1.0 / FS_LOCAL(sum_exp)(x, n, xs, m, y, ys, 1));
+        const FS_T r =
+            (FS_T)(1.0 / FS_LOCAL(sum_exp)(x, n, xs, m, y, ys, 1, FS_LOCAL(all_fast)(lo, m, m)));
         FS_SIMD()
         for (fs_index i = 0; i < n; i++)
             y[i * ys] *= r;
@@ -48,18 +50,21 @@ FS_INLINE FS_T FS_LOCAL(softmax_row)(const FS_T *x, fs_index n, fs_index xs, FS_
     }
     const FS_T shift = isfinite(m) ? m : (FS_T)0; /* as scipy: a non-finite max shifts by 0 */
     if (op == FS_LOG_SOFTMAX) {
-        const FS_T log_s = (FS_T)fs_log_row(FS_LOCAL(sum_exp)(x, n, xs, shift, NULL, 0, 0));
+        const int fast_row = FS_LOCAL(all_fast)(lo, m, shift);
+        const FS_T log_s =
+            (FS_T)fs_log_row(FS_LOCAL(sum_exp)(x, n, xs, shift, NULL, 0, 0, fast_row));
         FS_SIMD()
         for (fs_index i = 0; i < n; i++)
             y[i * ys] = (x[i * xs] - shift) - log_s;
         return 0;
     }
     if (!isfinite(m)) /* +-inf or NaN: log(sum(exp(x))) directly */
-        return (FS_T)fs_log_row(FS_LOCAL(sum_exp)(x, n, xs, 0, NULL, 0, 0));
+        return (FS_T)fs_log_row(FS_LOCAL(sum_exp)(x, n, xs, 0, NULL, 0, 0, 0));
     fs_sum rest = {0.0, 0.0};
     double k = 0.0; /* exact: an integer below 2^53 */
+    const int fast_row = FS_LOCAL(all_fast)(lo, m, m);
     FS_BLOCKS(b0, b1, n) {
-        fs_sum_add(&rest, FS_LOCAL(fast_range)(x, b0, b1, xs, m)
+        fs_sum_add(&rest, fast_row || FS_LOCAL(fast_range)(x, b0, b1, xs, m)
                               ? FS_LOCAL(lse_block)(x, b0, b1, xs, m, &k, 1)
                               : FS_LOCAL(lse_block)(x, b0, b1, xs, m, &k, 0));
     }

@@ -123,12 +123,13 @@ typedef struct FS_LOCAL(xent_target) {
 /* The sum pass of xent_row: S = sum exp(z - shift) (each exp stored in grad
  * when the gradient follows without softcap), and with the target's spread
  * U = sum u_c and gap = sum u_c (shift - z_c). With softcap z is in grad
- * already (keep_z) or, without a gradient, taken again from x. */
+ * already (keep_z) or, without a gradient, taken again from x. fast_row: the
+ * row is all_fast (no block needs its check). */
 FS_INLINE void FS_LOCAL(xent_sums)(const FS_T *x, fs_index xs, FS_LOCAL(xent_target) tg,
                                    const double *w, fs_index n, FS_T shift, FS_T keep, FS_T spread,
                                    FS_T cap, FS_T *grad, fs_index gs, double *s_out, double *U_out,
                                    double *gap_out, const int store, const int capped,
-                                   const int probs, const int with_u)
+                                   const int probs, const int with_u, const int fast_row)
 {
     const FS_T *q = tg.q;
     const fs_index qs = tg.qs;
@@ -162,7 +163,8 @@ FS_INLINE void FS_LOCAL(xent_sums)(const FS_T *x, fs_index xs, FS_LOCAL(xent_tar
             fs_sum_add(&U, bu);
             fs_sum_add(&gap, bgap);
         }
-        const int fast = FS_LOCAL(fast_range)(bz, 0, len, bzs, shift), st = store && !capped;
+        const int fast = fast_row || FS_LOCAL(fast_range)(bz, 0, len, bzs, shift);
+        const int st = store && !capped;
         FS_T *bg = st ? grad + b0 * gs : NULL;
         fs_sum_add(&sum, fast ? FS_LOCAL(exp_block)(bz, 0, len, bzs, shift, bg, gs, 1, st)
                               : FS_LOCAL(exp_block)(bz, 0, len, bzs, shift, bg, gs, 0, st));
@@ -213,19 +215,21 @@ FS_INLINE double FS_LOCAL(xent_row)(const fs_xent_opts *o, const FS_T *x, fs_ind
     const fs_index t = tg.t;
     const FS_T zy = !probs && t >= 0 ? FS_SCORE(x[t * xs]) : (FS_T)0; /* before grad is written */
     const int keep_z = store && capped; /* z lives in grad from the max pass on */
-    FS_T m = -(FS_T)INFINITY;
-    FS_SIMD(reduction(max : m))
+    FS_T m = -(FS_T)INFINITY, lo = (FS_T)INFINITY;
+    FS_SIMD(reduction(max : m) reduction(min : lo))
     for (fs_index i = 0; i < n; i++) {
         const FS_T z = FS_SCORE(x[i * xs]);
         if (keep_z)
             grad[i * gs] = z;
         m = z > m ? z : m;
+        lo = z < lo ? z : lo;
     }
     const FS_T shift = isfinite(m) ? m : (FS_T)0;
     const int with_u = probs || eps != 0.0;
     double s, Usum, gapsum;
     FS_LOCAL(xent_sums)(x, xs, tg, w, n, shift, (FS_T)(1.0 - eps), (FS_T)(eps / (double)n), cap,
-                        grad, gs, &s, &Usum, &gapsum, store, capped, probs, with_u);
+                        grad, gs, &s, &Usum, &gapsum, store, capped, probs, with_u,
+                        FS_LOCAL(all_fast)(lo, m, shift));
     const double log_s = fs_log_row(s), lse = (double)shift + log_s;
     *lse_out = lse;
     if (!probs && t < 0) { /* ignored target */
