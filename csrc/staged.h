@@ -56,18 +56,31 @@ FS_INLINE void FS_HLOCAL(narrow_row)(const float *in, fs_index n, uint16_t *y, f
 }
 
 /* nr rows of n <= FS_SMALL_C contiguous classes into a class-major float
- * tile xt[c * FS_TILE + r], and back (as tile_in and tile_out). */
+ * tile xt[c * FS_TILE + r], and back (as tile_in and tile_out). Rows that
+ * follow each other in memory (xrs == n) are converted in one vectorised
+ * loop through buf and transposed as floats: converting element by element
+ * inside the transpose made a float16 tile 1.9 times a float32 one. */
 FS_INLINE void FS_HLOCAL(tile_in)(const uint16_t *x, fs_index xrs, fs_index nr, fs_index n,
-                                  float *xt)
+                                  float *xt, float *buf)
 {
+    if (xrs == n) {
+        FS_HLOCAL(widen)(x, nr * n, 1, buf);
+        tile_in_f32(buf, n, nr, n, xt);
+        return;
+    }
     for (fs_index r = 0; r < nr; r++)
         for (fs_index c = 0; c < n; c++)
             xt[c * FS_TILE + r] = FS_H_LOAD(x[r * xrs + c]);
 }
 
 FS_INLINE void FS_HLOCAL(tile_out)(const float *xt, fs_index nr, fs_index n, uint16_t *y,
-                                   fs_index yrs)
+                                   fs_index yrs, float *buf)
 {
+    if (yrs == n) {
+        tile_out_f32(xt, nr, n, buf, n);
+        FS_HLOCAL(narrow)(buf, nr * n, y, 1);
+        return;
+    }
     for (fs_index r = 0; r < nr; r++)
         for (fs_index c = 0; c < n; c++)
             y[r * yrs + c] = FS_H_STORE(xt[c * FS_TILE + r]);
@@ -79,9 +92,9 @@ FS_DISPATCH void FS_HCAT(fs_softmax_task_)(const fs_softmax_batch *b, fs_index t
     const fs_index n = b->n, rows = b->outer * b->inner, per = b->plan.per_task;
     const fs_index r0 = task * per, r1 = rows - r0 < per ? rows : r0 + per;
     if (b->plan.kind == FS_TILES) { /* inner == 1, unit class strides */
-        float xt[FS_SMALL_C * FS_TILE];
+        float xt[FS_SMALL_C * FS_TILE], buf[FS_SMALL_C * FS_TILE];
         const fs_index nr = r1 - r0;
-        FS_HLOCAL(tile_in)(x + r0 * b->x.s0, b->x.s0, nr, n, xt);
+        FS_HLOCAL(tile_in)(x + r0 * b->x.s0, b->x.s0, nr, n, xt, buf);
         if (b->op == FS_LOGSUMEXP) {
             float *lse = (float *)b->y.p + r0 * b->y.s0;
             softmax_strip_f32(xt, FS_TILE, nr, n, NULL, 0, lse, b->y.s0, FS_LOGSUMEXP);
@@ -91,7 +104,7 @@ FS_DISPATCH void FS_HCAT(fs_softmax_task_)(const fs_softmax_batch *b, fs_index t
             softmax_strip_f32(xt, FS_TILE, nr, n, xt, FS_TILE, NULL, 0, FS_SOFTMAX);
         else
             softmax_strip_f32(xt, FS_TILE, nr, n, xt, FS_TILE, NULL, 0, FS_LOG_SOFTMAX);
-        FS_HLOCAL(tile_out)(xt, nr, n, (uint16_t *)b->y.p + r0 * b->y.s0, b->y.s0);
+        FS_HLOCAL(tile_out)(xt, nr, n, (uint16_t *)b->y.p + r0 * b->y.s0, b->y.s0, buf);
         return;
     }
     float *row = b->scratch + (fs_index)fs_thread_num() * fs_scratch_stride(n);
@@ -116,17 +129,17 @@ FS_DISPATCH void FS_HCAT(fs_xent_task_)(const fs_xent_batch *b, fs_index task)
     if (b->plan.kind == FS_TILES) { /* inner == 1, class-index targets, the fused forward */
         int64_t tbuf[FS_TILE];
         double gbuf[FS_TILE];
-        float xt[FS_SMALL_C * FS_TILE];
+        float xt[FS_SMALL_C * FS_TILE], buf[FS_SMALL_C * FS_TILE];
         const fs_index nr = r1 - r0;
         for (fs_index r = r0; r < r1; r++, fs_walk_next(&rw)) {
             tbuf[r - r0] = target_of_f32(b, &rw).t;
             gbuf[r - r0] = scale_of_f32(b, &rw);
         }
-        FS_HLOCAL(tile_in)(x + r0 * b->x.s0, b->x.s0, nr, n, xt);
+        FS_HLOCAL(tile_in)(x + r0 * b->x.s0, b->x.s0, nr, n, xt, buf);
         xent_strip_f32(&b->o, xt, FS_TILE, nr, tbuf, gbuf, grad ? xt : NULL, FS_TILE, b->loss + r0,
                        b->lse + r0);
         if (grad)
-            FS_HLOCAL(tile_out)(xt, nr, n, grad + r0 * b->grad.s0, b->grad.s0);
+            FS_HLOCAL(tile_out)(xt, nr, n, grad + r0 * b->grad.s0, b->grad.s0, buf);
         return;
     }
     /* The float32 rows read the batch's options and strides: a copy whose
