@@ -44,16 +44,23 @@ FS_INLINE double FS_LOCAL(xent_coef)(double g, double point, double U, double ls
     ((probs ? q[(i) * qs] * keep + spread : spread) * (weighted ? (FS_T)w[i] : (FS_T)1))
 
 /* sum of u_c and, with `with_gap`, of u_c (shift - z_c) over the n classes
- * of a block, z_c in z (q and w start at the block too; z unused without). */
+ * of a block, z_c in z (q and w start at the block too; z unused without).
+ * u_c in FS_T, or with `wide` in double: a spread eps / C that is 0 in FS_T
+ * must stay non-zero where it meets an infinite gap (the loss is then inf,
+ * not NaN); FS_T otherwise, 5% faster with smoothing or probabilities. */
 FS_INLINE void FS_LOCAL(spread_block)(const FS_T *z, fs_index zs, const FS_T *q, fs_index qs,
-                                      const double *w, fs_index n, FS_T shift, FS_T keep,
-                                      FS_T spread, double *U, double *gap, const int probs,
-                                      const int weighted, const int with_gap)
+                                      const double *w, fs_index n, FS_T shift, double keep,
+                                      double spread, double *U, double *gap, const int probs,
+                                      const int weighted, const int with_gap, const int wide)
 {
     double bu = 0.0, bgap = 0.0;
+    const FS_T keep_t = (FS_T)keep, spread_t = (FS_T)spread;
     FS_SIMD(reduction(+ : bu, bgap))
     for (fs_index i = 0; i < n; i++) {
-        const double u = (double)FS_SPREAD(i);
+        const double u =
+            wide ? (probs ? (double)q[i * qs] * keep + spread : spread) * (weighted ? w[i] : 1.0)
+                 : (double)((probs ? q[i * qs] * keep_t + spread_t : spread_t)
+                            * (weighted ? (FS_T)w[i] : (FS_T)1));
         bu += u;
         if (with_gap)
             bgap += u * (double)(shift - z[i * zs]);
@@ -126,14 +133,16 @@ typedef struct FS_LOCAL(xent_target) {
  * already (keep_z) or, without a gradient, taken again from x. fast_row: the
  * row is all_fast (no block needs its check). */
 FS_INLINE void FS_LOCAL(xent_sums)(const FS_T *x, fs_index xs, FS_LOCAL(xent_target) tg,
-                                   const double *w, fs_index n, FS_T shift, FS_T keep, FS_T spread,
-                                   FS_T cap, FS_T *grad, fs_index gs, double *s_out, double *U_out,
-                                   double *gap_out, const int store, const int capped,
-                                   const int probs, const int with_u, const int fast_row)
+                                   const double *w, fs_index n, FS_T shift, double keep,
+                                   double spread, FS_T cap, FS_T *grad, fs_index gs, double *s_out,
+                                   double *U_out, double *gap_out, const int store,
+                                   const int capped, const int probs, const int with_u,
+                                   const int fast_row)
 {
     const FS_T *q = tg.q;
     const fs_index qs = tg.qs;
     const int keep_z = store && capped;
+    const int wide = spread != 0.0 && (FS_T)spread == (FS_T)0; /* see spread_block */
     const FS_T *src = keep_z ? grad : x;
     const fs_index ss = keep_z ? gs : xs;
     fs_sum sum = {0.0, 0.0}, U = {0.0, 0.0}, gap = {0.0, 0.0};
@@ -154,12 +163,15 @@ FS_INLINE void FS_LOCAL(xent_sums)(const FS_T *x, fs_index xs, FS_LOCAL(xent_tar
         const FS_T *bq = probs ? q + b0 * qs : NULL;
         if (with_u) {
             double bu, bgap;
-            if (w)
+            if (wide) /* (rare: the flags at run time) */
+                FS_LOCAL(spread_block)(bz, bzs, bq, qs, w ? w + b0 : NULL, len, shift, keep, spread,
+                                       &bu, &bgap, probs, w != NULL, 1, 1);
+            else if (w)
                 FS_LOCAL(spread_block)(bz, bzs, bq, qs, w + b0, len, shift, keep, spread, &bu,
-                                       &bgap, probs, 1, 1);
+                                       &bgap, probs, 1, 1, 0);
             else
                 FS_LOCAL(spread_block)(bz, bzs, bq, qs, NULL, len, shift, keep, spread, &bu, &bgap,
-                                       probs, 0, 1);
+                                       probs, 0, 1, 0);
             fs_sum_add(&U, bu);
             fs_sum_add(&gap, bgap);
         }
@@ -227,8 +239,8 @@ FS_INLINE double FS_LOCAL(xent_row)(const fs_xent_opts *o, const FS_T *x, fs_ind
     const FS_T shift = isfinite(m) ? m : (FS_T)0;
     const int with_u = probs || eps != 0.0;
     double s, Usum, gapsum;
-    FS_LOCAL(xent_sums)(x, xs, tg, w, n, shift, (FS_T)(1.0 - eps), (FS_T)(eps / (double)n), cap,
-                        grad, gs, &s, &Usum, &gapsum, store, capped, probs, with_u,
+    FS_LOCAL(xent_sums)(x, xs, tg, w, n, shift, 1.0 - eps, eps / (double)n, cap, grad, gs, &s,
+                        &Usum, &gapsum, store, capped, probs, with_u,
                         FS_LOCAL(all_fast)(lo, m, shift));
     const double log_s = fs_log_row(s), lse = (double)shift + log_s;
     *lse_out = lse;
@@ -274,14 +286,14 @@ FS_INLINE void FS_LOCAL(xent_row_grad)(const fs_xent_opts *o, const FS_T *x, fs_
     const FS_T zy = !probs ? FS_SCORE(x[t * xs]) : (FS_T)0; /* before grad is written */
     const FS_T shift = (FS_T)lse;
     const double s = fs_exp_f64(lse - (double)shift);
-    const FS_T keep = (FS_T)(1.0 - eps), spread = (FS_T)(eps / (double)n);
+    const double keep = 1.0 - eps, spread = eps / (double)n;
     double Us = eps / (double)n * o->weight_sum;
     if (probs) {
         fs_sum U = {0.0, 0.0};
         FS_BLOCKS(b0, b1, n) {
             double bu, bgap;
             FS_LOCAL(spread_block)(NULL, 0, q + b0 * qs, qs, w ? w + b0 : NULL, b1 - b0, 0, keep,
-                                   spread, &bu, &bgap, 1, w != NULL, 0); /* U alone */
+                                   spread, &bu, &bgap, 1, w != NULL, 0, 1); /* U alone */
             fs_sum_add(&U, bu);
         }
         Us = U.s;

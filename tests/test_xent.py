@@ -482,3 +482,19 @@ def test_default_call_still_checks_its_arguments():
     before = x.copy()
     fs.cross_entropy_with_grad(x, np.array([0, 1, 2]))
     np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_tiny_smoothing_meets_minus_inf(dtype, weighted):
+    """A label smoothing whose eps / C is 0 in float32 still puts mass on a
+    class scored -inf: the loss is inf, as the float64 reference says, not
+    0 * inf = NaN (found by tests/test_fuzz.py)."""
+    x = np.array([[-np.inf, 0.33], [-np.inf, -1.3], [0.5, 0.2]], dtype=dtype)
+    q = np.array([[0.0, 1.0], [0.0, 1.0], [0.5, 0.5]], dtype=dtype)
+    w = np.array([1.0, 2.0]) if weighted else None
+    kw = dict(weight=w, label_smoothing=2.2e-311, reduction="none")
+    ref = reference.cross_entropy(x.astype(np.float64), q.astype(np.float64), **kw)
+    got = fs.cross_entropy(x, q, **kw)
+    assert np.isposinf(ref[:2]).all() and np.isposinf(got[:2]).all()
+    np.testing.assert_allclose(got[2], ref[2], rtol=1e-6)

@@ -29,7 +29,10 @@ _FLOAT32 = np.dtype(np.float32)
 
 
 def kernel_code(dtype):
-    """The kernels' code for ``dtype`` (native byte order), or None."""
+    """The kernels' code for ``dtype`` in either byte order (as_kernel_input
+    makes a byte-swapped array native), or None."""
+    if not dtype.isnative:
+        dtype = dtype.newbyteorder("=")
     code = DTYPE_CODE.get(dtype)
     if code is None and dtype.name == "bfloat16" and dtype.kind == "V" and dtype.itemsize == 2:
         return _kernels.BF16

@@ -316,8 +316,6 @@ class _Call:
         self.raw_input = input
         x = np.asarray(input)
         self.code = kernel_code(x.dtype)
-        if self.code is None and x.dtype.kind == "f":
-            self.code = kernel_code(x.dtype.newbyteorder("="))
         if self.code is None:
             raise TypeError(
                 f"input must be a float32, float64, float16 or bfloat16 array, got dtype {x.dtype}"
