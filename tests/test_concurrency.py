@@ -124,7 +124,13 @@ def _jobs():
     ts = rng.integers(0, 10, 4000)
     lse = fs.cross_entropy_with_grad(x, t, w, reduction="none", return_lse=True)[2]
     kw = dict(label_smoothing=0.1, z_loss=1e-3)
+    x16 = x.astype(np.float16)  # 2-byte rows: each call's own scratch, a row per thread
     calls = {
+        "softmax-float16": lambda n: fs.softmax(x16, axis=1, n_threads=n),
+        "xent-grad-float16": lambda n: fs.cross_entropy_with_grad(x16, t, w, n_threads=n, **kw),
+        "xent-small-float16": lambda n: fs.cross_entropy_with_grad(
+            small.astype(np.float16), ts, n_threads=n
+        ),
         "softmax": lambda n: fs.softmax(x, axis=1, n_threads=n),
         "softmax-3d": lambda n: fs.softmax(x64, axis=1, n_threads=n),
         "log_softmax-axis0": lambda n: fs.log_softmax(x, axis=0, n_threads=n),
