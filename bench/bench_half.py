@@ -15,12 +15,10 @@ float64: how many elements are 0, 1 and 2 ulps from the correctly rounded value.
 """
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import pytest
-from conftest import Inputs, copy_floor, labels
+from conftest import Inputs, copy_floor, interleaved, labels
 
 import fastsoftmax
 from fastsoftmax import reference
@@ -102,21 +100,6 @@ def bench_half(benchmark, method, shape):
 # ----------------------------------------------------------- interleaved table
 
 
-def _interleaved(found, rounds, per_round):
-    for fn in found.values():
-        fn()
-    times = {name: [] for name in found}
-    for _ in range(rounds):
-        for name, fn in found.items():
-            samples = []
-            for _ in range(per_round):
-                t0 = time.perf_counter()
-                fn()
-                samples.append(time.perf_counter() - t0)
-            times[name].append(statistics.median(samples))
-    return {name: 1e3 * statistics.median(v) for name, v in times.items()}
-
-
 def table(rounds, threads):
     print(
         f"{threads} thread(s), ms (x the 2-byte copy). fastsoftmax writes with out=; "
@@ -129,7 +112,7 @@ def table(rounds, threads):
     print("|---|---|---|---|---|---|---|---|---|")
     for shape in SHAPES:
         per_round = 20 if shape[0] * shape[1] < 2 * 10**6 else 5
-        t = _interleaved(calls(shape, threads), rounds, per_round)
+        t = interleaved(calls(shape, threads), rounds, per_round)
         floor = t["copy (2 bytes)"]
 
         def cell(name, t=t, floor=floor):

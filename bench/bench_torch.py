@@ -19,16 +19,14 @@ that the two losses agree step by step over 20 steps.
 """
 
 import argparse
-import statistics
 import subprocess
 import sys
-import time
 
 import pytest
 
 torch = pytest.importorskip("torch") if __name__ != "__main__" else __import__("torch")
 
-from conftest import peak_growth_mib  # noqa: E402
+from conftest import interleaved, peak_growth_mib  # noqa: E402
 
 import fastsoftmax.torch as fst  # noqa: E402
 from fastsoftmax import _bench_mixed  # noqa: E402
@@ -159,23 +157,6 @@ def bench_training_step(benchmark, kind, compiled, side):
 # ----------------------------------------------------------- interleaved tables
 
 
-def _interleaved(calls, rounds, per_round):
-    """Median ms of each call over ``rounds``, the sides alternating each round."""
-    for fn in calls.values():
-        for _ in range(2):
-            fn()
-    times = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, fn in calls.items():
-            samples = []
-            for _ in range(per_round):
-                t0 = time.perf_counter()
-                fn()
-                samples.append(time.perf_counter() - t0)
-            times[name].append(statistics.median(samples))
-    return {name: 1e3 * statistics.median(v) for name, v in times.items()}
-
-
 def _fmt(ms):
     return f"{ms * 1e3:.1f} us" if ms < 0.1 else f"{ms:.2f} ms"
 
@@ -185,7 +166,7 @@ def loss_table(rounds):
     print("|---|---|---|---|---|")
     for shape in LOSS_SHAPES:
         per_round = 200 if shape[0] * shape[1] < 10**5 else 5
-        t = _interleaved(loss_calls(shape), rounds, per_round)
+        t = interleaved(loss_calls(shape), rounds, per_round)
         print(
             f"| {_shape_id(shape)} | {_fmt(t['copy'])} | {_fmt(t['torch'])} | "
             f"{_fmt(t['fastsoftmax'])} | {t['torch'] / t['fastsoftmax']:.2f} |"
@@ -199,7 +180,7 @@ def step_table(rounds):
         for compiled in (False, True):
             calls = step_calls(kind, compiled)
             per_round = 3 if kind == "lm-head" else 50
-            t = _interleaved(calls, rounds, per_round)
+            t = interleaved(calls, rounds, per_round)
             floor = _fmt(t["floor"]) if "floor" in t else "-"
             print(
                 f"| {kind} {'compiled' if compiled else 'eager'} | {floor} | {_fmt(t['torch'])} "

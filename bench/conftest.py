@@ -1,4 +1,4 @@
-"""Shared inputs for the benchmarks.
+"""Shared inputs and timing helpers for the benchmarks.
 
 Hot inputs are one seeded array per (shape, dtype), reused call after call
 (it stays in cache when it fits). Cold inputs rotate through enough copies to
@@ -9,6 +9,8 @@ training where the logits were just written by a matrix product elsewhere.
 import functools
 import itertools
 import os
+import statistics
+import time
 
 import numpy as np
 import pytest
@@ -85,3 +87,22 @@ def _report_threads():
             f"threads={pool['num_threads']} {pool.get('architecture', '')}"
         )
     yield
+
+
+def interleaved(calls, rounds, per_round):
+    """Median ms of each of ``calls`` (name -> function) over ``rounds``, the
+    calls alternating round by round (each round: the median of ``per_round``
+    calls), so that every one sees the same state of a noisy machine."""
+    for fn in calls.values():
+        for _ in range(2):
+            fn()
+    times = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            samples = []
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                fn()
+                samples.append(time.perf_counter() - t0)
+            times[name].append(statistics.median(samples))
+    return {name: 1e3 * statistics.median(v) for name, v in times.items()}

@@ -170,16 +170,21 @@ MODULES = {
 }
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("cls", list(MODULES), ids=lambda c: c.__name__)
-def test_moduleinfo_configurations_match_torch(cls, dtype):
+def _module_configs(cls, dtype):
+    """torch's ModuleInfo configurations of ``cls`` in ``dtype`` (seeded)."""
     info = next(m for m in module_db if m.module_cls is cls)
     torch.manual_seed(0)
     configs = info.module_inputs_func(
         info, device="cpu", dtype=dtype, requires_grad=True, training=True
     )
     assert configs
-    for i, config in enumerate(configs):
+    return configs
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("cls", list(MODULES), ids=lambda c: c.__name__)
+def test_moduleinfo_configurations_match_torch(cls, dtype):
+    for i, config in enumerate(_module_configs(cls, dtype)):
         c, f = config.constructor_input, config.forward_input
         theirs_m, ours_m = cls(*c.args, **c.kwargs), MODULES[cls](*c.args, **c.kwargs)
         results = []
@@ -202,13 +207,7 @@ def _up(v):
 def test_moduleinfo_two_byte_configurations_match_float64(cls, dtype):
     """Every ModuleInfo configuration in float16 and bfloat16, against the
     same module on the float64 values, as the OpInfo samples above."""
-    info = next(m for m in module_db if m.module_cls is cls)
-    torch.manual_seed(0)
-    configs = info.module_inputs_func(
-        info, device="cpu", dtype=dtype, requires_grad=True, training=True
-    )
-    assert configs
-    for i, config in enumerate(configs):
+    for i, config in enumerate(_module_configs(cls, dtype)):
         c, f = config.constructor_input, config.forward_input
         modules = [
             (cls(*c.args, **c.kwargs), lambda v: v),
