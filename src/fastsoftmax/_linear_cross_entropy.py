@@ -22,6 +22,10 @@ __all__ = ["linear_cross_entropy", "linear_cross_entropy_with_grad"]
 
 # Bytes of logits per block: about the last-level cache of a core pair.
 BLOCK_BYTES = 32 * 2**20
+# Rows of the weight gradient accumulated at a time: the product of a block
+# goes through a temporary of at most this many bytes, not one of the weight's
+# size (62 MiB at 32000 x 512 float32).
+ACCUMULATE_BYTES = 4 * 2**20
 
 
 def linear_cross_entropy(
@@ -217,7 +221,8 @@ class _Run:
             grad_x = np.empty_like(x2)
             grad_w = np.zeros_like(w)
             grad_b = None if b is None else np.zeros(n_classes, dtype=np.float64)
-            tmp_w = np.empty_like(w) if n > block else None
+            w_rows = max(1, min(n_classes, ACCUMULATE_BYTES // max(1, w.shape[1] * x.itemsize)))
+            tmp_w = np.empty((w_rows, w.shape[1]), dtype=x.dtype) if n > block else None
         options = (w_cls, ignore_index, label_smoothing, z_loss, softcap, n_threads)
         for start in range(0, n, block):
             stop = min(start + block, n)
@@ -235,8 +240,11 @@ class _Run:
             if start == 0:
                 np.matmul(z.T, x2[start:stop], out=grad_w)
             else:
-                np.matmul(z.T, x2[start:stop], out=tmp_w)
-                grad_w += tmp_w
+                for v0 in range(0, n_classes, w_rows):
+                    v1 = min(v0 + w_rows, n_classes)
+                    part = tmp_w[: v1 - v0]
+                    np.matmul(z[:, v0:v1].T, x2[start:stop], out=part)
+                    grad_w[v0:v1] += part
             if grad_b is not None:
                 grad_b += z.sum(axis=0, dtype=np.float64)
         self.loss = _reduce(loss_rows, reduction, kept_weight, sample_shape, x.dtype)
