@@ -80,6 +80,12 @@ def linear_cross_entropy(
         As :func:`fastsoftmax.cross_entropy` of the logits.
     lse : ndarray
         Only with ``return_lse=True``.
+
+    Notes
+    -----
+    Rows go through in blocks whose logits take at most 32 MiB, so that a
+    block stays in the last-level cache: that block is the only buffer a
+    call allocates whose size grows with n_classes.
     """
     run = _Run(
         input, linear_weight, target, linear_bias, weight, ignore_index, reduction,
@@ -148,6 +154,13 @@ def linear_cross_entropy_with_grad(
         d loss / d linear_bias (None without a bias).
     lse : ndarray
         Only with ``return_lse=True``.
+
+    Notes
+    -----
+    Memory beyond the inputs and the gradients: a block of logits of at most
+    32 MiB, turned into its own gradient in place, and a temporary of at most
+    4 MiB through which each later block's share of ``grad_linear_weight`` is
+    added, a slice of rows at a time.
     """
     run = _Run(
         input, linear_weight, target, linear_bias, weight, ignore_index, reduction,
