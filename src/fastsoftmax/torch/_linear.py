@@ -20,17 +20,28 @@ from fastsoftmax.torch import _ops
 __all__ = ["linear_cross_entropy_op", "linear_cross_entropy_backward_op"]
 
 
+def _numpy_call(input, linear_weight, target, linear_bias, weight, ignore_index, reduction,
+                label_smoothing, z_loss, softcap):  # fmt: skip
+    """The positional and keyword arguments of the NumPy functions, on the
+    tensors' memory (shared by the forward alone and the fused call)."""
+    args = (_ops._array(input), _ops._array(linear_weight), _ops._array(target))
+    kwargs = dict(
+        linear_bias=None if linear_bias is None else _ops._array(linear_bias),
+        weight=None if weight is None else _ops._array(weight),
+        ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing,
+        z_loss=z_loss, softcap=softcap if softcap > 0 else None, n_threads=_ops._threads(),
+    )  # fmt: skip
+    return args, kwargs
+
+
 def _run(input, linear_weight, target, linear_bias, weight, ignore_index, reduction,
          label_smoothing, z_loss, softcap, grad_output):  # fmt: skip
     """linear_cross_entropy_with_grad on the tensors' memory: (loss, gx, gw, gb)."""
-    b = None if linear_bias is None else _ops._array(linear_bias)
+    args, kwargs = _numpy_call(input, linear_weight, target, linear_bias, weight, ignore_index,
+                               reduction, label_smoothing, z_loss, softcap)  # fmt: skip
     loss, gx, gw, gb = fastsoftmax.linear_cross_entropy_with_grad(
-        _ops._array(input), _ops._array(linear_weight), _ops._array(target),
-        linear_bias=b, weight=None if weight is None else _ops._array(weight),
-        ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing,
-        z_loss=z_loss, softcap=softcap if softcap > 0 else None, grad_output=grad_output,
-        n_threads=_ops._threads(),
-    )  # fmt: skip
+        *args, grad_output=grad_output, **kwargs
+    )
     dtype = input.dtype
     gb_t = input.new_empty((0,)) if gb is None else _ops._tensor(gb, dtype)
     return _ops._tensor(loss, dtype), _ops._tensor(gx, dtype), _ops._tensor(gw, dtype), gb_t
@@ -55,13 +66,9 @@ def linear_cross_entropy_op(
     if with_grad:
         return _run(input, linear_weight, target, linear_bias, weight, ignore_index,
                     reduction, label_smoothing, z_loss, softcap, None)  # fmt: skip
-    b = None if linear_bias is None else _ops._array(linear_bias)
-    loss = fastsoftmax.linear_cross_entropy(
-        _ops._array(input), _ops._array(linear_weight), _ops._array(target), linear_bias=b,
-        weight=None if weight is None else _ops._array(weight), ignore_index=ignore_index,
-        reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
-        softcap=softcap if softcap > 0 else None, n_threads=_ops._threads(),
-    )  # fmt: skip
+    args, kwargs = _numpy_call(input, linear_weight, target, linear_bias, weight, ignore_index,
+                               reduction, label_smoothing, z_loss, softcap)  # fmt: skip
+    loss = fastsoftmax.linear_cross_entropy(*args, **kwargs)
     empty = input.new_empty((0,))
     return _ops._tensor(loss, input.dtype), empty, empty.clone(), empty.clone()
 
