@@ -8,6 +8,7 @@ float32 copy where ml_dtypes is not installed): computed in float32, each
 result rounded once to the tensor's dtype.
 """
 
+import functools
 from typing import Optional
 
 import numpy as np
@@ -36,8 +37,10 @@ _DOUBLE_BACKWARD = (
 )
 
 
+@functools.lru_cache(maxsize=2)
 def _numpy_half(dtype):
-    """The NumPy dtype of a 2-byte torch dtype, or None (bfloat16 without ml_dtypes)."""
+    """The NumPy dtype of a 2-byte torch dtype, or None (bfloat16 without ml_dtypes);
+    looked up once, not on every call."""
     if dtype == torch.float16:
         return np.dtype(np.float16)
     try:
