@@ -36,6 +36,19 @@ static int fs_thread_num(void)
 #define FS_HAVE_DISPATCH 0
 #endif
 
+/* Whether the kernels run with 32 vector registers (the AVX-512 clone, or a
+ * build for AVX-512): blockings that need that many choose by it. */
+static int fs_many_registers(void)
+{
+#if FS_HAVE_DISPATCH
+    return __builtin_cpu_supports("x86-64-v4");
+#elif defined(__AVX512F__)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 /* Rows of a batch in order, as (i, j) = (r / inner, r % inner) without a
  * division per row: the offset of row (i, j) of an array is i s0 + j s2. */
 typedef struct fs_row_walk {

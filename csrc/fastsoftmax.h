@@ -188,7 +188,8 @@ typedef struct fs_xent_batch {
  * and b. The batch is cut into n_parts fixed parts; part k writes its sums
  * to gW_parts + k * C * d, gb_parts + k * C (when b is not NULL) and
  * totals[k] (the sum of g[row] * loss), with z_parts + k * FS_LINEAR_ROWS * C
- * as scratch.
+ * as scratch. class_block is the number of classes scored together, 2 or 4,
+ * or 0 to let the kernel choose for the CPU (the others are for the tests).
  */
 typedef struct fs_linear_batch {
     fs_dtype dtype;
@@ -201,6 +202,7 @@ typedef struct fs_linear_batch {
     void *gW_parts, *gb_parts, *z_parts;
     double *totals;
     fs_index n_parts;
+    int class_block;
     fs_xent_opts o;
 } fs_linear_batch;
 

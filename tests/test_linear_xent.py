@@ -11,7 +11,7 @@ from fastsoftmax.reference import log_softmax
 ROWS = _kernels.linear_rows()
 
 
-def run(X, idx, labels, g, g_value, W, b, smoothing, parts, n_threads):
+def run(X, idx, labels, g, g_value, W, b, smoothing, parts, n_threads, class_block=0):
     n_classes, d = W.shape
     gW = np.full((parts, n_classes, d), np.nan, dtype=W.dtype)
     gb = np.full((parts, n_classes), np.nan, dtype=W.dtype)
@@ -19,7 +19,7 @@ def run(X, idx, labels, g, g_value, W, b, smoothing, parts, n_threads):
     totals = np.empty(parts)
     total = _kernels.linear_xent(
         X, idx, labels, g, g_value, W, b, gW, None if b is None else gb, z, totals,
-        smoothing, n_threads,
+        smoothing, n_threads, class_block,
     )  # fmt: skip
     return total, gW.sum(axis=0, dtype=np.float64), gb.sum(axis=0, dtype=np.float64)
 
@@ -59,14 +59,16 @@ def cases(draw):
     b = rng.standard_normal(n_classes).astype(dtype) if draw(st.booleans()) else None
     smoothing = draw(st.sampled_from([0.0, 0.1, 1.0]))
     parts = draw(st.integers(1, 5))
-    return X, idx, labels, g, 0.37, W, b, smoothing, parts
+    # Both blockings of the classes, whichever the CPU would choose (0).
+    class_block = draw(st.sampled_from([0, 2, 4]))
+    return X, idx, labels, g, 0.37, W, b, smoothing, parts, class_block
 
 
 @settings(max_examples=300, deadline=None)
 @given(cases())
 def test_matches_numpy_and_ignores_the_thread_count(case):
-    X, idx, labels, g, g_value, W, b, smoothing, parts = case
-    total, gW, gb = run(X, idx, labels, g, g_value, W, b, smoothing, parts, 1)
+    X, idx, labels, g, g_value, W, b, smoothing, parts, class_block = case
+    total, gW, gb = run(X, idx, labels, g, g_value, W, b, smoothing, parts, 1, class_block)
     ref_total, ref_gW, ref_gb = expected(X, idx, labels, g, g_value, W, b, smoothing)
     tol = 2e-5 if W.dtype == np.float32 else 1e-12
     np.testing.assert_allclose(total, ref_total, rtol=tol, atol=tol)
@@ -74,7 +76,7 @@ def test_matches_numpy_and_ignores_the_thread_count(case):
     if b is not None:
         np.testing.assert_allclose(gb, ref_gb, rtol=tol, atol=tol)
     for n_threads in (2, 3):
-        again = run(X, idx, labels, g, g_value, W, b, smoothing, parts, n_threads)
+        again = run(X, idx, labels, g, g_value, W, b, smoothing, parts, n_threads, class_block)
         assert again[0] == total
         np.testing.assert_array_equal(again[1], gW)
         np.testing.assert_array_equal(again[2], gb)
@@ -104,6 +106,8 @@ def test_checks_indices_labels_and_shapes():
         call(z=np.empty((2, 2)))
     with pytest.raises(ValueError, match="rows must be contiguous"):
         call(X=np.ones((4, 6))[:, ::2])
+    with pytest.raises(ValueError, match="class_block must be 0, 2 or 4, got 3"):
+        _kernels.linear_xent(X, None, labels, None, 1.0, W, b, gW, gb, z, totals, 0.0, 1, 3)
 
 
 def unaligned(a):

@@ -77,6 +77,7 @@ cdef extern from "fastsoftmax.h" nogil:
         void *z_parts
         double *totals
         fs_index n_parts
+        int class_block
         fs_xent_opts o
 
     ctypedef void (*fs_task_fn)(const void *batch, fs_index task) noexcept nogil

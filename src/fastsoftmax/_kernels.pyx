@@ -237,7 +237,8 @@ def check_labels(const index_t[:, :] target, Py_ssize_t n_classes, object ignore
 def linear_xent(const floating[:, :] X, const int64_t[::1] idx, const int64_t[::1] labels,
                 const double[::1] g, double g_value, const floating[:, ::1] W,
                 const floating[::1] b, floating[:, :, ::1] gW_parts, floating[:, ::1] gb_parts,
-                floating[:, ::1] z_parts, double[::1] totals, double smoothing, int n_threads):
+                floating[:, ::1] z_parts, double[::1] totals, double smoothing, int n_threads,
+                int class_block=0):
     """One minibatch of a linear softmax model, each row of X read once.
 
     The batch is the rows idx of X (all of X when idx is None), labels and
@@ -247,7 +248,8 @@ def linear_xent(const floating[:, :] X, const int64_t[::1] idx, const int64_t[::
     and its loss sum to totals[k], using z_parts[k] (linear_rows() * C
     elements) as scratch. Returns the sum of totals: sum over rows of
     g_row * loss_row (the gradient is scaled by g_value * g_row). Checks
-    shapes, indices and labels first.
+    shapes, indices and labels first. class_block (2 or 4 classes scored
+    together; 0, the default, chooses for the CPU) is for the tests.
     """
     cdef Py_ssize_t n_x = X.shape[0], d = X.shape[1], n_classes = W.shape[0]
     cdef Py_ssize_t n = n_x if idx is None else idx.shape[0]
@@ -269,6 +271,8 @@ def linear_xent(const floating[:, :] X, const int64_t[::1] idx, const int64_t[::
         raise ValueError("X must be aligned, its rows a whole number of elements apart")
     if parts < 1 or n_classes < 1:
         raise ValueError("need at least one part and one class")
+    if class_block not in (0, 2, 4):
+        raise ValueError(f"class_block must be 0, 2 or 4, got {class_block}")
     for r in range(n):
         row = r if idx is None else idx[r]
         if row < 0 or row >= n_x:
@@ -292,6 +296,7 @@ def linear_xent(const floating[:, :] X, const int64_t[::1] idx, const int64_t[::
     bt.z_parts = &z_parts[0, 0]
     bt.totals = &totals[0]
     bt.n_parts = parts
+    bt.class_block = class_block
     bt.o.n_classes = n_classes
     bt.o.smoothing = smoothing
     bt.o.z_loss = bt.o.softcap = 0.0
