@@ -25,6 +25,10 @@ def fit_lbfgs(model, X, y_enc, weights, callback):
     center = None
     if model.fit_intercept:
         w = np.ones(X.shape[0]) if weights is None else weights  # mean 1
+        # In X's dtype: a float64 weight vector would make NumPy copy all of X
+        # to float64 first (a second of a 60000 x 784 float32 fit). The centre
+        # need not be exact: the same one maps the parameters both ways.
+        w = w.astype(X.dtype, copy=False)
         center = (
             np.asarray(safe_sparse_dot(X.T, w, dense_output=True), dtype=np.float64).ravel()
             / X.shape[0]
