@@ -145,6 +145,58 @@ def test_objective_gradient_is_exact():
         assert check_grad(lambda p, f=f: f(p)[0], lambda p, f=f: f(p)[1], w0) < 1e-5
 
 
+def _reference_objective(X, y, weights, n_classes, alpha, fit_intercept, smoothing, w):
+    """The L-BFGS objective and its gradient in float64, from the scores."""
+    X = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    coef = w[: n_classes * d].reshape(n_classes, d)
+    z = X @ coef.T + (w[n_classes * d :] if fit_intercept else 0.0)
+    q = np.full(z.shape, smoothing / n_classes)
+    q[np.arange(n), y] += 1 - smoothing
+    logp = ref_log_softmax(z, axis=1)
+    g = (np.ones(n) if weights is None else weights) / n
+    f = float(g @ -(q * logp).sum(axis=1)) + 0.5 * alpha * float(coef.ravel() @ coef.ravel())
+    dz = (np.exp(logp) - q) * g[:, None]
+    grad = (dz.T @ X + alpha * coef).ravel()
+    return f, np.concatenate([grad, dz.sum(axis=0)]) if fit_intercept else grad
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "layout, n_classes",
+    [("C", 3), ("C", 5), ("C", 16), ("C", 17), ("F", 5), ("sparse", 5), ("strided", 7)],
+)
+def test_objective_of_each_route_matches_the_scores(dtype, layout, n_classes):
+    # Up to 16 classes on dense aligned rows (of contiguous elements, any
+    # distance apart) the fused linear kernel makes each evaluation; the
+    # other layouts and more classes take the matrix products.
+    rng = np.random.default_rng(n_classes)
+    n, d = 203, 19
+    base = rng.standard_normal((n, 2 * d)).astype(dtype)
+    X = {"C": np.ascontiguousarray(base[:, :d]), "F": np.asfortranarray(base[:, :d])}.get(
+        layout, base[:, :d]
+    )
+    if layout == "sparse":
+        X = sp.csr_matrix(np.where(base[:, :d] > 0.5, base[:, :d], 0))
+    y = rng.integers(0, n_classes, size=n)
+    raw = rng.random(n) * 2
+    for weights, smoothing, fit_intercept in [
+        (None, 0.0, True),
+        (raw / raw.mean(), 0.2, True),
+        (raw / raw.mean(), 0.0, False),
+    ]:
+        f = _Objective(X, y, weights, n_classes, 0.3, fit_intercept, smoothing, None)
+        assert (f.fused is not None) == (layout in ("C", "strided") and n_classes <= 16)
+        w = rng.standard_normal(n_classes * (d + fit_intercept))
+        got_f, got_g = f(w)
+        ref_f, ref_g = _reference_objective(
+            X, y, weights, n_classes, 0.3, fit_intercept, smoothing, w
+        )
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        assert got_f == pytest.approx(ref_f, rel=tol)
+        np.testing.assert_allclose(got_g, ref_g, rtol=tol, atol=tol * np.abs(ref_g).max())
+
+
 def test_label_smoothing_objective():
     X, y = load_iris(return_X_y=True)
     eps = 0.1
@@ -382,6 +434,13 @@ def test_sparse_input_matches_dense(iris, solver, dtype):
     sparse = SoftmaxRegression(**params).fit(sp.csr_matrix(X), y)
     assert sparse.coef_.dtype == dtype
     rtol = 1e-4 if dtype == np.float32 else 1e-9
+    if solver == "lbfgs" and dtype == np.float32:
+        # Dense rows take the fused linear kernel, sparse ones the matrix
+        # products: float32 roundings that differ send L-BFGS's steps apart,
+        # and each run stops where float32 no longer resolves the objective.
+        f_dense, f_sparse = (objective(m, X, y, m.alpha) for m in (dense, sparse))
+        assert f_dense == pytest.approx(f_sparse, rel=1e-5)
+        rtol = 1e-2
     np.testing.assert_allclose(sparse.coef_, dense.coef_, rtol=rtol, atol=rtol)
     np.testing.assert_allclose(
         sparse.predict_proba(sp.csr_array(X)), dense.predict_proba(X), rtol=rtol, atol=rtol
@@ -631,7 +690,7 @@ def test_import_is_lazy():
 def test_sgd_fused_and_blas_paths_agree(monkeypatch, dtype, shuffle):
     # Few classes go through the fused linear + cross-entropy kernel, many
     # through two matrix products: forced either way, the same training.
-    import fastsoftmax.linear_model._sgd as sgd
+    import fastsoftmax.linear_model._fused as fused_kernel
 
     rng = np.random.default_rng(5)
     X = rng.standard_normal((300, 17)).astype(dtype)
@@ -648,7 +707,7 @@ def test_sgd_fused_and_blas_paths_agree(monkeypatch, dtype, shuffle):
         shuffle=shuffle,
     )
     fused = SoftmaxRegression(**params).fit(X, y, sample_weight=sw)
-    monkeypatch.setattr(sgd, "_FUSED_MAX_CLASSES", 0)
+    monkeypatch.setattr(fused_kernel, "MAX_CLASSES", 0)
     blas = SoftmaxRegression(**params).fit(X, y, sample_weight=sw)
     tol = 1e-4 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(fused.coef_, blas.coef_, rtol=tol, atol=tol)

@@ -1,6 +1,8 @@
 """The objective of softmax regression on in-memory rows: loss and gradient.
 
-The loss and its gradient with respect to the scores come from one call of
+With few classes and dense rows, one kernel computes the scores, the loss
+and the gradient reading each row of X once. Otherwise the loss and its
+gradient with respect to the scores come from one call of
 :func:`fastsoftmax.cross_entropy_with_grad`, the rest from two matrix
 products through NumPy (so one BLAS library and its threads do them).
 """
@@ -11,8 +13,13 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.extmath import safe_sparse_dot
 
+from fastsoftmax._threads import threads_for
 from fastsoftmax._xent import cross_entropy_with_grad
 from fastsoftmax.linear_model._common import Diverged
+from fastsoftmax.linear_model._fused import FusedGrad, fused_rows
+
+# Parts of the rows whose sums the fused kernel keeps apart.
+_FUSED_PARTS = 16
 
 
 def loss_grad(X, y, grad_output, coef, intercept, label_smoothing, n_threads, out=None):
@@ -68,10 +75,45 @@ def loss_grad(X, y, grad_output, coef, intercept, label_smoothing, n_threads, ou
     return loss, grad_coef, Z.sum(axis=0)
 
 
+class FusedLossGrad:
+    """:func:`loss_grad` for the data ``fused_rows`` accepts, each row of X read once
+    per evaluation."""
+
+    def __init__(self, X, y, weights, n_classes, label_smoothing, n_threads):
+        n, n_features = X.shape
+        self.fused = FusedGrad(n_classes, n_features, X.dtype, n, _FUSED_PARTS)
+        self.X, self.labels = X, np.ascontiguousarray(y, dtype=np.int64)
+        self.weights = None if weights is None else np.ascontiguousarray(weights, np.float64)
+        self.scale = 1.0 / max(n, 1)
+        self.label_smoothing, self.n_threads = label_smoothing, n_threads
+        self.grad_coef = np.empty((n_classes, n_features), dtype=X.dtype)
+        self.grad_b = np.empty(n_classes, dtype=X.dtype)
+
+    def __call__(self, coef, intercept):
+        """Mean (weighted) loss and its gradients with respect to coef and intercept."""
+        # The sum of g_i * loss_i, each row's gradient scaled by g_i / n:
+        # with g the weights (of mean 1) or 1, the mean and its gradient.
+        total = self.fused(
+            self.X,
+            None,
+            self.labels,
+            self.weights,
+            self.scale,
+            coef,
+            intercept,
+            self.label_smoothing,
+            threads_for(self.n_threads, self.X.size),
+            self.grad_coef,
+            self.grad_b,
+        )
+        return total * self.scale, self.grad_coef, self.grad_b if intercept is not None else None
+
+
 class Objective:
     """The L-BFGS objective on in-memory data: float64 parameters in, loss and gradient out.
 
-    The parameters are ``[coef.ravel(), intercept]``; the scores live in one
+    The parameters are ``[coef.ravel(), intercept]``. With few classes and
+    dense rows one kernel makes each evaluation; otherwise the scores live in one
     (n_samples, n_classes) buffer reused by every evaluation.
     """
 
@@ -83,7 +125,12 @@ class Objective:
         self.shape = (n_classes, X.shape[1])
         self.alpha, self.fit_intercept = alpha, fit_intercept
         self.label_smoothing, self.n_threads = label_smoothing, n_threads
-        self.scores = np.empty((n, n_classes), dtype=X.dtype)
+        if fused_rows(X, n_classes, X.dtype):
+            self.fused = FusedLossGrad(X, y, weights, n_classes, label_smoothing, n_threads)
+            self.scores = None
+        else:
+            self.fused = None
+            self.scores = np.empty((n, n_classes), dtype=X.dtype)
 
     def __call__(self, w):
         n_classes, n_features = self.shape
@@ -91,16 +138,19 @@ class Objective:
         dtype = self.X.dtype
         coef = w[:size].reshape(self.shape).astype(dtype)
         intercept = w[size:].astype(dtype) if self.fit_intercept else None
-        loss, grad_coef, grad_b = loss_grad(
-            self.X,
-            self.y,
-            self.grad_output,
-            coef,
-            intercept,
-            self.label_smoothing,
-            self.n_threads,
-            out=self.scores,
-        )
+        if self.fused is not None:
+            loss, grad_coef, grad_b = self.fused(coef, intercept)
+        else:
+            loss, grad_coef, grad_b = loss_grad(
+                self.X,
+                self.y,
+                self.grad_output,
+                coef,
+                intercept,
+                self.label_smoothing,
+                self.n_threads,
+                out=self.scores,
+            )
         return penalised(w, loss, grad_coef, grad_b, size, self.alpha, self.fit_intercept)
 
 

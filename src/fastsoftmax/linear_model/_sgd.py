@@ -14,16 +14,14 @@ import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.extmath import safe_sparse_dot
 
-from fastsoftmax import _kernels
 from fastsoftmax._threads import check_n_threads, threads_for
 from fastsoftmax._xent import batch_loss_grad
 from fastsoftmax.linear_model._common import Diverged
+from fastsoftmax.linear_model._fused import FusedGrad, fused_rows
 
-# Up to this many classes, SGD runs the fused linear + cross-entropy kernel,
-# which reads each row once and needs no gathered copy of a shuffled batch;
-# above it, two matrix products (BLAS) around the cross-entropy kernel win.
-_FUSED_MAX_CLASSES = _kernels.LINEAR_MAX_CLASSES
-# Parts of a batch summed separately (and then in a fixed order) by that kernel.
+# Parts of a batch summed separately (and then in a fixed order) by the
+# fused kernel, which reads each row once and needs no gathered copy of a
+# shuffled batch.
 _FUSED_PARTS = 8
 
 
@@ -132,7 +130,6 @@ def sgd_epoch(model, X, y, weights, rng, epoch):
     batch = min(model.batch_size, n)
     lr, alpha, mu = model.learning_rate_, float(model.alpha), float(model.momentum)
     nesterov, fit_intercept = model.nesterov, model.fit_intercept
-    dense = not sp.issparse(X)
     vel = getattr(model, "_velocity", None)
     if vel is None or vel.shape != coef.shape or vel.dtype != dtype:
         model._reset_velocity()
@@ -147,8 +144,7 @@ def sgd_epoch(model, X, y, weights, rng, epoch):
     grad, grad_b = np.empty_like(coef), np.empty_like(intercept)
     tmp = np.empty_like(coef) if mu or alpha else None
     ls, n_threads = float(model.label_smoothing), check_n_threads(model.n_threads)
-    rows_contiguous = dense and (X.shape[1] <= 1 or X.strides[1] == dtype.itemsize)
-    if rows_contiguous and X.flags.aligned and n_classes <= _FUSED_MAX_CLASSES and X.dtype == dtype:
+    if fused_rows(X, n_classes, dtype):
         batch_grad = _fused_batches(model, X, y, weights, order, batch, scale, ls, n_threads)
     else:
         batch_grad = _blas_batches(model, X, y, weights, order, batch, scale, ls, n_threads)
@@ -194,40 +190,30 @@ def _fused_batches(model, X, y, weights, order, batch, scale, ls, n_threads):
     """Batch gradients from the fused linear + cross-entropy kernel: each row of
     the batch is read once, straight from X (no gathered copy)."""
     coef, intercept = model.coef_, model.intercept_
-    dtype, (n_classes, n_features) = coef.dtype, coef.shape
-    # A fixed number of parts per batch, each with its own sums, so that the
-    # result does not depend on the number of threads.
-    parts = max(1, min(_FUSED_PARTS, batch))
-    gW_parts = np.empty((parts, n_classes, n_features), dtype=dtype)
-    gb_parts = np.empty((parts, n_classes), dtype=dtype)
-    z_parts = np.empty((parts, _kernels.linear_rows() * n_classes), dtype=dtype)
-    totals = np.empty(parts)
+    fused = FusedGrad(*coef.shape, coef.dtype, batch, _FUSED_PARTS)
     labels = np.ascontiguousarray(y, dtype=np.int64)
     w = None if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
-    threads = threads_for(n_threads, batch * n_features)
+    threads = threads_for(n_threads, batch * coef.shape[1])
 
     def batch_grad(start, stop, grad, grad_b):
         m = stop - start
-        idx = None if order is None else order[start:stop]
-        rows = X if order is not None else X[start:stop]
-        total = _kernels.linear_xent(
+        if order is None:  # the rows in place
+            rows, idx, sl = X[start:stop], None, slice(start, stop)
+        else:
+            rows, idx, sl = X, order[start:stop], slice(None)
+        total = fused(
             rows,
             idx,
-            labels if order is not None else labels[start:stop],
-            w if (w is None or order is not None) else w[start:stop],
+            labels[sl],
+            None if w is None else w[sl],
             scale / m,
             coef,
             intercept if grad_b is not None else None,
-            gW_parts,
-            gb_parts if grad_b is not None else None,
-            z_parts,
-            totals,
             ls,
             threads,
+            grad,
+            grad_b,
         )
-        np.sum(gW_parts, axis=0, out=grad)
-        if grad_b is not None:
-            np.sum(gb_parts, axis=0, out=grad_b)
         return total / m
 
     return batch_grad
