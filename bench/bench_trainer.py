@@ -5,7 +5,11 @@
   (also on one BLAS thread, which spares it the contention of NumPy's and
   scipy's two OpenBLAS thread pools). Each fit reports its objective's gap
   to a tightly converged reference, its iterations and its test accuracy.
-- An MNIST-sized problem (60000 x 784 float32, 10 classes): one epoch of
+- An MNIST-sized problem (60000 x 784 float32, 10 classes), full-batch
+  L-BFGS at LogisticRegression's C=1 (at most 100 iterations), against
+  scikit-learn's LogisticRegression and scikit-learn-intelex's (when
+  installed); each fit reports its objective and iterations.
+- The same problem: one epoch of
   minibatch SGD (batch 256, learning rate 0.1, no momentum, no penalty),
   against the PyTorch loop (nn.Linear, cross_entropy, optim.SGD) when torch
   is installed, and against the floor: the two matrix products per batch.
@@ -226,3 +230,47 @@ def bench_mnist_sized_sgd_epoch(benchmark, impl, capsys):
     benchmark.pedantic(epoch, rounds=10, warmup_rounds=1)
     if accuracy is not None:
         _report(capsys, benchmark, impl)
+
+
+# name: model for the given alpha; None when its library is absent
+def _sklearnex_logistic():
+    try:
+        from sklearnex.linear_model import LogisticRegression as IntelLogisticRegression
+    except ImportError:
+        return None
+    return IntelLogisticRegression(max_iter=100)
+
+
+MNIST_FITS = {
+    "fastsoftmax lbfgs defaults": lambda a: SoftmaxRegression(alpha=a, max_iter=100),
+    "fastsoftmax lbfgs 100 iterations (tol=None)": lambda a: SoftmaxRegression(
+        alpha=a, max_iter=100, tol=None
+    ),
+    "sklearn LogisticRegression": lambda a: LogisticRegression(max_iter=100),
+    "sklearnex LogisticRegression": lambda a: _sklearnex_logistic(),
+}
+
+
+@pytest.mark.parametrize("impl", list(MNIST_FITS))
+def bench_mnist_sized_lbfgs(benchmark, impl, capsys):
+    X, y, source = mnist_sized()
+    benchmark.group = (
+        f"L-BFGS fit, {N_TRAIN} x {N_PIXELS} float32 ({source}), {N_CLASSES} classes, "
+        "C=1, at most 100 iterations"
+    )
+    alpha = 1.0 / X.shape[0]
+    if MNIST_FITS[impl](alpha) is None:
+        pytest.skip("scikit-learn-intelex is not installed")
+
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return MNIST_FITS[impl](alpha).fit(X, y)
+
+    model = benchmark.pedantic(fit, rounds=3)
+    benchmark.extra_info.update(
+        objective=float(f"{_objective(model, X, y, alpha):.6g}"),
+        n_iter=int(np.max(model.n_iter_)),
+        train_accuracy=round(float(model.score(X, y)), 4),
+    )
+    _report(capsys, benchmark, impl)
