@@ -325,6 +325,42 @@ def test_csv_long_reads_show_progress(tmp_path, monkeypatch, capsys):
     assert "reading big.csv" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("zero_based", [False, True])
+@pytest.mark.parametrize("part_bytes", [1, 97, 1000])
+def test_large_svmlight_files_read_in_parts_behind_a_bar(
+    tmp_path, monkeypatch, capsys, zero_based, part_bytes
+):
+    from sklearn.datasets import load_svmlight_file
+
+    X = sp.random(120, 40, density=0.15, format="lil", random_state=1)
+    X[3, 0] = 2.5  # index 0 (or 1, one-based) occurs
+    X = X.tocsr()
+    y = np.random.default_rng(1).integers(0, 4, size=120)
+    path = tmp_path / "big.svm"
+    dump_svmlight_file(X, y, str(path), zero_based=zero_based)
+    want_X, want_y = load_svmlight_file(str(path))
+    monkeypatch.setattr(datasets, "_PROGRESS_BYTES", part_bytes)
+    got_X, got_y = datasets.load_svmlight(path, progress=True)
+    assert got_X.format == "csr" and got_X.shape == want_X.shape
+    assert (got_X != want_X).nnz == 0
+    np.testing.assert_array_equal(got_y, want_y)
+    assert "reading big.svm" in capsys.readouterr().err
+    got_X, _ = datasets.load_svmlight(path, n_features=45, progress=True)
+    assert got_X.shape == (120, 45) and (got_X[:, : want_X.shape[1]] != want_X).nnz == 0
+    with pytest.raises(ValueError, match=r"big.svm'.*n_features was set to 30, but the file"):
+        datasets.load_svmlight(path, n_features=30, progress=True)
+    # A bad line late in the file is named by its number as well.
+    lines = path.read_text().splitlines()
+    lines[100] = "1 x:2"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"big.svm', line 101: not a svmlight"):
+        datasets.load_svmlight(path, progress=True)
+    # Only comments and blank lines: no samples, as the whole-file reader gives.
+    path.write_text("# nothing\n\n" * 20)
+    got_X, got_y = datasets.load_svmlight(path, progress=True)
+    assert got_X.shape[0] == 0 and got_y.shape == (0,)
+
+
 def test_svmlight_errors_name_the_file_and_line(tmp_path):
     path = _write(tmp_path, "data.svm", "0 1:0.5 3:1\n1 2:1.5\n2 x:1\n")
     with pytest.raises(ValueError, match=r"data.svm', line 3: not a svmlight"):

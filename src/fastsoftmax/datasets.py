@@ -14,6 +14,7 @@ loaders read files already on disk.
 """
 
 import gzip
+import io
 import os
 import struct
 from dataclasses import dataclass
@@ -481,7 +482,11 @@ def _target_column(path, target, names, n_columns):
 
 
 def load_svmlight(
-    path: PathLike, *, n_features: int | None = None, dtype: DTypeLike = np.float64
+    path: PathLike,
+    *,
+    n_features: int | None = None,
+    dtype: DTypeLike = np.float64,
+    progress: bool = False,
 ) -> tuple[Any, Array]:
     """A svmlight / libsvm file (``label index:value ...`` lines), as sparse CSR features.
 
@@ -493,6 +498,9 @@ def load_svmlight(
         Number of features; None infers it from the largest index.
     dtype : dtype, default=np.float64
         Floating dtype of ``X``.
+    progress : bool, default=False
+        Show a progress bar while reading an uncompressed file of 32 MiB or
+        more (read then in parts of 32 MiB).
 
     Returns
     -------
@@ -501,11 +509,9 @@ def load_svmlight(
     y : ndarray of shape (n_samples,)
         int64 when every label is an integer, else float64.
     """
-    from sklearn.datasets import load_svmlight_file
-
     path = os.fspath(path)
     try:
-        X, y = load_svmlight_file(path, n_features=n_features, dtype=dtype)
+        X, y = _read_svmlight(path, n_features, dtype, progress)
     except ValueError as e:
         line = _first_bad_svmlight_line(path)
         where = f"{path!r}, line {line}" if line else repr(path)
@@ -513,6 +519,59 @@ def load_svmlight(
     if np.all(y == np.round(y)):
         y = y.astype(np.int64)
     return X, y
+
+
+def _read_svmlight(path, n_features, dtype, progress):
+    """scikit-learn's reader, in parts of _PROGRESS_BYTES behind a progress
+    bar for a large uncompressed file (progress=True)."""
+    import scipy.sparse as sp
+    from sklearn.datasets import load_svmlight_file
+
+    size = os.path.getsize(path)
+    if not progress or size < _PROGRESS_BYTES or path.endswith((".gz", ".bz2")):
+        return load_svmlight_file(path, n_features=n_features, dtype=dtype)
+    from tqdm.auto import tqdm
+
+    # The file is cut at line ends into parts of about _PROGRESS_BYTES, each
+    # parsed with raw (zero-based) indices; as the whole-file reader's
+    # zero_based='auto', they shift down by one when no index 0 occurs.
+    parts, labels = [], []
+
+    def parse(data):
+        X, y = load_svmlight_file(io.BytesIO(data), dtype=dtype, zero_based=True)
+        parts.append(X)
+        labels.append(y)
+
+    with (
+        open(path, "rb") as f,
+        tqdm(
+            total=size, unit="B", unit_scale=True, desc=f"reading {os.path.basename(path)}"
+        ) as bar,
+    ):
+        rest = b""
+        while block := f.read(_PROGRESS_BYTES):
+            data = rest + block
+            cut = data.rfind(b"\n") + 1
+            rest = data[cut:]
+            if cut:
+                parse(data[:cut])
+            bar.update(len(block))
+        if rest.strip() or not parts:
+            parse(rest)
+    width = max(X.shape[1] for X in parts)
+    for X in parts:
+        X.resize((X.shape[0], width))
+    X = sp.vstack(parts, format="csr")
+    shift = int(X.nnz > 0 and X.indices.min() > 0)
+    width = (int(X.indices.max()) if X.nnz else 0) + 1 - shift
+    X = X[:, shift : shift + width]
+    if n_features is not None:
+        if width > n_features:
+            raise ValueError(
+                f"n_features was set to {n_features}, but the file holds {width} features"
+            )
+        X.resize((X.shape[0], n_features))
+    return X, np.concatenate(labels)
 
 
 def _first_bad_svmlight_line(path):
@@ -564,7 +623,7 @@ def load_dataset(
     header : bool, default=None
         Whether a CSV file's first line holds column names; None decides.
     progress : bool, default=False
-        Show a progress bar while reading a large CSV file.
+        Show a progress bar while reading a large CSV or svmlight file.
 
     Returns
     -------
@@ -597,7 +656,7 @@ def load_dataset(
     elif kind in ("svmlight", "libsvm"):
         if not location:
             raise ValueError("svmlight needs a file: svmlight:PATH")
-        X, y = load_svmlight(location)
+        X, y = load_svmlight(location, progress=progress)
         scaled = False
     else:
         raise ValueError(
