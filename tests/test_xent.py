@@ -432,42 +432,71 @@ def test_tiles_with_one_wide_or_special_row(dtype, special, smoothing):
     np.testing.assert_allclose(loss3.reshape(-1), ref_loss, rtol=tol, atol=tol, equal_nan=True)
 
 
+# Options of a plain call: the short path takes them all when of these types.
+_PLAIN_OPTIONS = {
+    "defaults": {},
+    "smoothing": {"label_smoothing": 0.1},
+    "z_loss": {"z_loss": 1e-3},
+    "softcap": {"softcap": 2.5},
+    "weight": {"weight": "w"},
+    "sum": {"reduction": "sum"},
+    "none": {"reduction": "none"},
+    "ignore 1": {"ignore_index": 1},
+    "all": {
+        "weight": "w",
+        "label_smoothing": 0.2,
+        "z_loss": 1e-2,
+        "softcap": 3.0,
+        "ignore_index": 0,
+        "reduction": "mean",
+    },
+}
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1, 1), (1, 10), (7, 3), (300, 50), (2000, 40)])
 @pytest.mark.parametrize("case", ["plain", "ignored", "all ignored", "nan", "inf"])
-def test_default_call_matches_the_general_path(dtype, shape, case):
-    # Calls with every option at its default take a shorter path: the same
-    # results, bit for bit, as the general one (forced here by an ignore_index
-    # that is not a plain int).
+@pytest.mark.parametrize("options", list(_PLAIN_OPTIONS))
+def test_plain_call_matches_the_general_path(dtype, shape, case, options):
+    # 2-D C-contiguous scores, int64 labels and options of their defaults'
+    # types take a shorter path: the same results, bit for bit, as the
+    # general one (forced here by an ignore_index that is not a plain int).
     rng = np.random.default_rng(sum(shape))
     x = (3 * rng.standard_normal(shape)).astype(dtype)
     t = rng.integers(0, shape[1], size=shape[0])
+    kw = dict(_PLAIN_OPTIONS[options])
+    if kw.get("weight") == "w":
+        kw["weight"] = rng.uniform(0.5, 2.0, size=shape[1])
+    ignore = kw.pop("ignore_index", -100)
     if case == "ignored":
-        t[::3] = -100
+        t[::3] = ignore
     elif case == "all ignored":
-        t[:] = -100
+        t[:] = ignore
     elif case == "nan":
         x[0, 0] = np.nan
     elif case == "inf":
         x[-1, -1] = np.inf
-    general = np.int64(-100)
-    loss, grad = fs.cross_entropy_with_grad(x, t)
-    loss_g, grad_g = fs.cross_entropy_with_grad(x, t, ignore_index=general)
+    general = np.int64(ignore)
+    loss, grad = fs.cross_entropy_with_grad(x, t, ignore_index=ignore, **kw)
+    loss_g, grad_g = fs.cross_entropy_with_grad(x, t, ignore_index=general, **kw)
     assert type(loss) is type(loss_g) and loss.dtype == dtype
     np.testing.assert_array_equal(loss, loss_g)
     np.testing.assert_array_equal(grad, grad_g)
     assert grad.dtype == dtype and grad.flags.c_contiguous
     np.testing.assert_array_equal(
-        fs.cross_entropy(x, t), fs.cross_entropy(x, t, ignore_index=general)
+        fs.cross_entropy(x, t, ignore_index=ignore, **kw),
+        fs.cross_entropy(x, t, ignore_index=general, **kw),
     )
     if case == "plain":
-        ref, ref_grad, _ = reference.cross_entropy_with_grad(x.astype(np.float64), t)
+        ref, ref_grad, _ = reference.cross_entropy_with_grad(
+            x.astype(np.float64), t, ignore_index=ignore, **kw
+        )
         tol = 1e-5 if dtype == np.float32 else 1e-12
-        np.testing.assert_allclose(loss, ref, rtol=tol)
+        np.testing.assert_allclose(loss, ref, rtol=tol, atol=tol)
         np.testing.assert_allclose(grad, ref_grad, rtol=tol, atol=tol)
 
 
-def test_default_call_still_checks_its_arguments():
+def test_plain_call_still_checks_its_arguments():
     x = np.zeros((3, 4))
     with pytest.raises(IndexError, match="target 4 is out of bounds for 4 classes at position"):
         fs.cross_entropy_with_grad(x, np.array([0, 4, 1]))
@@ -477,6 +506,23 @@ def test_default_call_still_checks_its_arguments():
         fs.cross_entropy(x, np.array([0, 1, 2]), ignore_index=-100.0)
     with pytest.raises(TypeError):
         fs.cross_entropy(x, np.array([0, 1, 2]), label_smoothing=False)
+    t = np.array([0, 1, 2])
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        fs.cross_entropy_with_grad(x, t, label_smoothing=1.5)
+    with pytest.raises(ValueError, match="z_loss must be in"):
+        fs.cross_entropy_with_grad(x, t, z_loss=float("nan"))
+    with pytest.raises(ValueError, match="softcap must be a positive finite"):
+        fs.cross_entropy_with_grad(x, t, softcap=-1.0)
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        fs.cross_entropy_with_grad(x, t, reduction="avg")
+    with pytest.raises(ValueError, match="weight has shape"):
+        fs.cross_entropy_with_grad(x, t, weight=np.ones(3))
+    # A weight of another dtype goes the general way, to the same result.
+    w = np.array([0.5, 1.0, 2.0, 4.0])
+    np.testing.assert_array_equal(
+        fs.cross_entropy_with_grad(x, t, weight=w.astype(np.float32))[1],
+        fs.cross_entropy_with_grad(x, t, weight=w)[1],
+    )
     # the input is never written
     x = np.random.default_rng(0).standard_normal((3, 4))
     before = x.copy()

@@ -88,10 +88,12 @@ def cross_entropy(
     >>> round(float(cross_entropy(logits, np.array([0, 2]))), 6)
     0.176437
     """
-    if _all_defaults(weight, ignore_index, reduction, label_smoothing, z_loss, softcap):
-        done = _default_mean(input, target, with_grad=False, n_threads=n_threads)
-        if done is not None:
-            return done[0]
+    done = _plain_rows(
+        input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
+        with_grad=False, n_threads=n_threads,
+    )  # fmt: skip
+    if done is not None:
+        return done[0]
     call = _Call(
         input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, n_threads
     )
@@ -170,14 +172,11 @@ def cross_entropy_with_grad(
     >>> grad
     array([[ 0.5, -0.5]])
     """
-    if (
-        _all_defaults(weight, ignore_index, reduction, label_smoothing, z_loss, softcap)
-        and grad_output is None
-        and out is None
-        and inplace is False
-        and return_lse is False
-    ):
-        done = _default_mean(input, target, with_grad=True, n_threads=n_threads)
+    if grad_output is None and out is None and inplace is False and return_lse is False:
+        done = _plain_rows(
+            input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
+            with_grad=True, n_threads=n_threads,
+        )  # fmt: skip
         if done is not None:
             return done
     call = _Call(
@@ -591,34 +590,20 @@ def _positive(name, value):
     return v
 
 
-def _all_defaults(weight, ignore_index, reduction, label_smoothing, z_loss, softcap):
-    """True when these options are all at their defaults, given as the defaults'
-    own types (anything else, even an equal value, goes through the checks)."""
-    return (
-        weight is None
-        and type(ignore_index) is int
-        and ignore_index == -100
-        and type(reduction) is str
-        and reduction == "mean"
-        and type(label_smoothing) is float
-        and label_smoothing == 0.0
-        and type(z_loss) is float
-        and z_loss == 0.0
-        and softcap is None
-    )
-
-
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _INT64 = np.dtype(np.int64)
+_FLOAT64 = np.dtype(np.float64)
 
 
-def _default_mean(x, t, with_grad, n_threads):
-    """The most common call, every option but ``n_threads`` at its default,
-    without the general path's checks and conversions: C-contiguous 2-D
-    float32/float64 scores and int64 labels in range. Returns (loss, grad or
-    None), or None when the call is not of that kind; the general path then
-    runs (and raises where it should). Its results are the general path's,
-    bit for bit (tests/test_xent.py)."""
+def _plain_rows(
+    x, t, weight, ignore_index, reduction, smoothing, z_loss, softcap, with_grad, n_threads
+):
+    """The common call without the general path's conversions: C-contiguous 2-D
+    float32/float64 scores, int64 labels in range, the options of the types
+    their defaults have (a float64 weight array of one value per class) and
+    in range. Returns (loss, grad or None), or None when the call is not of
+    that kind; the general path then runs (and raises where it should). Its
+    results are the general path's, bit for bit (tests/test_xent.py)."""
     if not (
         type(x) is np.ndarray
         and type(t) is np.ndarray
@@ -631,22 +616,59 @@ def _default_mean(x, t, with_grad, n_threads):
         and t.flags.aligned
         and 0 < t.shape[0] == x.shape[0]
         and x.shape[1] > 0
+        and type(ignore_index) is int
+        and -(2**63) <= ignore_index < 2**63
+        and type(reduction) is str
+        and reduction in REDUCTIONS
+        and type(smoothing) is float
+        and 0.0 <= smoothing <= 1.0
+        and type(z_loss) is float
+        and 0.0 <= z_loss <= math.inf
+        and (softcap is None or (type(softcap) is float and 0.0 < softcap < math.inf))
+    ):
+        return None
+    n, c = x.shape
+    if weight is not None and not (
+        type(weight) is np.ndarray
+        and weight.dtype == _FLOAT64
+        and weight.shape == (c,)
+        and weight.flags.c_contiguous
+        and weight.flags.aligned
     ):
         return None
     n_threads = check_n_threads(n_threads)
-    n, c = x.shape
     t2 = t.reshape(n, 1)
-    bad, _, kept = _kernels.check_labels(t2, c, -100, None)
+    bad, _, kept = _kernels.check_labels(t2, c, ignore_index, weight)
     if bad >= 0:
         return None
     # The dtype is given: NumPy 2.4's np.empty(n) keeps a reference to the
     # float64 dtype per call (tests/test_leaks.py watches its count).
-    loss = np.empty(n, np.float64)
+    loss = np.empty(n, _FLOAT64)
     grad = np.empty((n, c), dtype=x.dtype) if with_grad else None
-    g = 1.0 / kept if kept != 0 else np.nan
-    _index_rows(x, t, grad, None, g, 0.0, n_threads, loss, np.empty(n, np.float64))
-    total = float(loss.sum())
-    return x.dtype.type(total / kept if kept != 0 else np.nan), grad
+    mean = reduction == "mean"
+    _kernels.xent(
+        x.reshape(n, c, 1),
+        grad=None if grad is None else grad.reshape(n, c, 1),
+        target=t2,
+        g_value=(1.0 / kept if kept != 0 else np.nan) if mean else 1.0,
+        loss=loss,
+        lse=np.empty(n, _FLOAT64),
+        weight=weight,
+        weight_sum=float(c) if weight is None else float(np.add.reduce(weight)),
+        ignore_index=ignore_index,
+        smoothing=smoothing,
+        z_loss=z_loss,
+        softcap=0.0 if softcap is None else softcap,
+        dtype=DTYPE_CODE[x.dtype],
+        n_threads=threads_for(n_threads, n * c),
+    )
+    if reduction == "none":
+        return loss.astype(x.dtype), grad
+    # One row: NumPy's sum is 0.0 + that row (a call of 1 us on its own).
+    total = float(loss[0]) + 0.0 if n == 1 else float(loss.sum())
+    if mean:
+        total = total / kept if kept != 0 else np.nan
+    return x.dtype.type(total), grad
 
 
 def _aligned(a, dtype, contiguous):
