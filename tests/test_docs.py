@@ -1,5 +1,6 @@
 """The documentation site's sources: every public name in the API reference,
-every gallery example a script sphinx-gallery runs.
+every gallery example a script sphinx-gallery runs, every docstring example
+right.
 
 The pages themselves are built (warnings as errors, the examples run) by
 ``sphinx-build -W --keep-going -b html docs docs/_build/html`` in CI.
@@ -77,3 +78,33 @@ def test_gallery_examples_are_scripts_with_a_title():
         assert path.name.startswith("plot_"), path.name  # sphinx-gallery runs plot_*.py
         doc = ast.get_docstring(ast.parse(path.read_text()))
         assert doc and re.match(r"[^\n]+\n=+\n", doc), f"{path.name} needs a titled docstring"
+
+
+def _public_objects():
+    yield from (getattr(fastsoftmax, n) for n in fastsoftmax.__all__ if n != "__version__")
+    for module in (fastsoftmax.datasets, fastsoftmax.reference):
+        yield from (getattr(module, n) for n in module.__all__)
+    try:
+        import fastsoftmax.torch as fst
+    except ImportError:  # PyTorch is optional
+        return
+    yield from (getattr(fst, n) for n in fst.__all__)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_docstring_examples_run():
+    # The Examples sections of the API reference, run as doctests.
+    import doctest
+
+    finder = doctest.DocTestFinder(recurse=True, exclude_empty=True)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    seen, ran = set(), 0
+    for obj in _public_objects():
+        for test in finder.find(obj, getattr(obj, "__name__", None), globs={}):
+            if test.name in seen or not test.examples:
+                continue
+            seen.add(test.name)
+            ran += len(test.examples)
+            runner.run(test, clear_globs=True)
+    assert ran >= 10
+    assert runner.failures == 0, f"{runner.failures} docstring examples failed (output above)"
