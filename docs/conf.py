@@ -23,7 +23,10 @@ extensions = [
     "sphinx.ext.mathjax",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
+    "myst_parser",  # the pages written in Markdown
 ]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+myst_heading_anchors = 3  # links to a page's sections: page.md#a-heading
 
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "api/torch_entries.txt"]
 templates_path = ["_templates"]

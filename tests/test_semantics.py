@@ -1,7 +1,7 @@
-"""The README's table of NaN and infinity semantics, row by row.
+"""The table of NaN and infinity semantics (docs/user_guide/semantics.md), row by row.
 
 Each row of the table is a kind of slice (a row of scores); the tests put
-every kind into one batch among ordinary rows and check what the README says
+every kind into one batch among ordinary rows and check what that table says
 about each, over the code paths that compute it: few classes (tiles across
 rows) and many (one row at a time), a class axis that is not last, strided
 and Fortran-ordered inputs, several threads, float32 and float64, the fused
