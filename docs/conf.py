@@ -34,7 +34,9 @@ templates_path = ["_templates"]
 # --------------------------------------------------------------- API pages
 
 autosummary_generate = True
-autodoc_typehints = "none"  # numpydoc's Parameters sections give the types
+# The types are the numpydoc sections' (the annotations, checked by mypy in
+# the tests, expand NumPy's ArrayLike into a union of a dozen lines).
+autodoc_typehints = "none"
 autodoc_default_options = {"members": False}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False

@@ -78,6 +78,7 @@ def test_gallery_examples_are_scripts_with_a_title():
         assert path.name.startswith("plot_"), path.name  # sphinx-gallery runs plot_*.py
         doc = ast.get_docstring(ast.parse(path.read_text()))
         assert doc and re.match(r"[^\n]+\n=+\n", doc), f"{path.name} needs a titled docstring"
+        assert "plt.show()" in path.read_text(), f"{path.name} draws no figure"
 
 
 def _public_objects():
