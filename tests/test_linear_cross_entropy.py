@@ -87,6 +87,38 @@ def test_lse_is_that_of_the_logits():
     np.testing.assert_allclose(lse2, lse, rtol=1e-12)
 
 
+@pytest.mark.parametrize("block_bytes", [2**30, 3 * 13 * 8], ids=["one block", "many blocks"])
+def test_argmax_is_that_of_the_logits(block_bytes, monkeypatch):
+    monkeypatch.setattr(_linear_cross_entropy, "BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(2)
+    # Small integers: the logits are exact and often tie (the first index wins).
+    x = rng.integers(-2, 3, size=(6, 7, 4)).astype(np.float64)
+    w = rng.integers(-1, 2, size=(13, 4)).astype(np.float64)
+    b = rng.integers(-1, 2, size=13).astype(np.float64)
+    x[2, 3, 0] = np.nan  # a NaN row: numpy.argmax's first NaN
+    t = rng.integers(0, 13, size=(6, 7))
+    z = x @ w.T + b
+    want = np.argmax(z, axis=-1)
+    assert (np.sort(z, axis=-1)[..., -1] == np.sort(z, axis=-1)[..., -2]).any()  # ties occur
+    loss, lse, top = fs.linear_cross_entropy(
+        x, w, t, linear_bias=b, return_lse=True, return_argmax=True, softcap=0.5
+    )
+    assert top.dtype == np.int64 and top.shape == t.shape
+    np.testing.assert_array_equal(top, want)
+    got = fs.linear_cross_entropy_with_grad(x, w, t, linear_bias=b, return_argmax=True)
+    assert len(got) == 5
+    np.testing.assert_array_equal(got[4], want)
+    got = fs.linear_cross_entropy_with_grad(x, w, t, return_lse=True, return_argmax=True)
+    np.testing.assert_array_equal(got[5], np.argmax(x @ w.T, axis=-1))
+    np.testing.assert_allclose(got[4], lse_of(x @ w.T), rtol=1e-12)
+    # Without it the results are as before.
+    assert np.ndim(fs.linear_cross_entropy(x[:1, :1], w, t[:1, :1])) == 0
+
+
+def lse_of(z):
+    return reference.logsumexp(z, axis=-1)
+
+
 def test_bad_input_is_named():
     x, w, t = np.zeros((4, 3)), np.zeros((5, 3)), np.array([0, 1, 2, 3])
     with pytest.raises(ValueError, match="do not match"):

@@ -41,6 +41,7 @@ def linear_cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_lse: bool = False,
+    return_argmax: bool = False,
     n_threads: int | None = None,
 ) -> Any:
     """Cross-entropy of the logits ``input @ linear_weight.T + linear_bias``, never held whole.
@@ -70,6 +71,11 @@ def linear_cross_entropy(
         Replaces the logits by ``softcap * tanh(logits / softcap)`` first.
     return_lse : bool, default=False
         Also return each sample's log-sum-exp (of the target's shape).
+    return_argmax : bool, default=False
+        Also return each sample's predicted class, the index of its largest
+        logit (before ``softcap``; the first one on ties, and a NaN counts
+        as the largest, as :func:`numpy.argmax`): token accuracy without the
+        logits.
     n_threads : int, optional
         OpenMP threads of the cross-entropy kernel; None follows
         ``OMP_NUM_THREADS`` and threadpoolctl (NumPy's BLAS has its own).
@@ -80,6 +86,8 @@ def linear_cross_entropy(
         As :func:`fastsoftmax.cross_entropy` of the logits.
     lse : ndarray
         Only with ``return_lse=True``.
+    argmax : ndarray of int64 of the target's shape
+        Only with ``return_argmax=True``.
 
     Notes
     -----
@@ -90,8 +98,10 @@ def linear_cross_entropy(
     run = _Run(
         input, linear_weight, target, linear_bias, weight, ignore_index, reduction,
         label_smoothing, z_loss, softcap, n_threads, with_grad=False, grad_output=None,
+        with_argmax=return_argmax,
     )  # fmt: skip
-    return (run.loss, run.lse) if return_lse else run.loss
+    extra = ((run.lse,) if return_lse else ()) + ((run.argmax,) if return_argmax else ())
+    return (run.loss,) + extra if extra else run.loss
 
 
 def linear_cross_entropy_with_grad(
@@ -107,6 +117,7 @@ def linear_cross_entropy_with_grad(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_lse: bool = False,
+    return_argmax: bool = False,
     grad_output: ArrayLike | float | None = None,
     n_threads: int | None = None,
 ) -> tuple[Any, ...]:
@@ -136,6 +147,9 @@ def linear_cross_entropy_with_grad(
         Replaces the logits by ``softcap * tanh(logits / softcap)`` first.
     return_lse : bool, default=False
         Also return each sample's log-sum-exp.
+    return_argmax : bool, default=False
+        Also return each sample's predicted class, as
+        :func:`linear_cross_entropy` does.
     grad_output : float or array_like, optional
         Scale of the gradients, as in :func:`fastsoftmax.cross_entropy_with_grad`
         (for 'none', an array of the target's shape).
@@ -154,6 +168,8 @@ def linear_cross_entropy_with_grad(
         d loss / d linear_bias (None without a bias).
     lse : ndarray
         Only with ``return_lse=True``.
+    argmax : ndarray of int64 of the target's shape
+        Only with ``return_argmax=True``.
 
     Notes
     -----
@@ -165,9 +181,10 @@ def linear_cross_entropy_with_grad(
     run = _Run(
         input, linear_weight, target, linear_bias, weight, ignore_index, reduction,
         label_smoothing, z_loss, softcap, n_threads, with_grad=True, grad_output=grad_output,
+        with_argmax=return_argmax,
     )  # fmt: skip
     result = (run.loss, run.grad_input, run.grad_weight, run.grad_bias)
-    return result + (run.lse,) if return_lse else result
+    return result + ((run.lse,) if return_lse else ()) + ((run.argmax,) if return_argmax else ())
 
 
 class _Run:
@@ -175,7 +192,7 @@ class _Run:
 
     def __init__(
         self, input, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-        label_smoothing, z_loss, softcap, n_threads, with_grad, grad_output,
+        label_smoothing, z_loss, softcap, n_threads, with_grad, grad_output, with_argmax=False,
     ):  # fmt: skip
         n_threads = check_n_threads(n_threads)
         x = np.asarray(input)
@@ -230,6 +247,7 @@ class _Run:
         z_buf = np.empty((min(block, n), n_classes), dtype=x.dtype)
         loss_rows = np.empty(n, dtype=np.float64)
         lse_rows = np.empty(n, dtype=np.float64)
+        argmax_rows = np.empty(n, dtype=np.intp) if with_argmax else None
         if with_grad:
             grad_x = np.empty_like(x2)
             grad_w = np.zeros_like(w)
@@ -243,6 +261,8 @@ class _Run:
             np.matmul(x2[start:stop], w.T, out=z)
             if b is not None:
                 z += b
+            if argmax_rows is not None:  # while the block is in cache, before it changes
+                np.argmax(z, axis=1, out=argmax_rows[start:stop])
             g = None if not with_grad else scale if np.ndim(scale) == 0 else scale[start:stop]
             rows, lse = _block(z, t1[start:stop], options, g)
             loss_rows[start:stop], lse_rows[start:stop] = rows, lse
@@ -262,6 +282,8 @@ class _Run:
                 grad_b += z.sum(axis=0, dtype=np.float64)
         self.loss = _reduce(loss_rows, reduction, kept_weight, sample_shape, x.dtype)
         self.lse = lse_rows.astype(x.dtype).reshape(sample_shape)
+        if argmax_rows is not None:
+            self.argmax = argmax_rows.astype(np.int64, copy=False).reshape(sample_shape)
         if with_grad:
             self.grad_input = grad_x.reshape(x.shape)
             self.grad_weight = grad_w
