@@ -646,22 +646,11 @@ def _plain_rows(
     loss = np.empty(n, _FLOAT64)
     grad = np.empty((n, c), dtype=x.dtype) if with_grad else None
     mean = reduction == "mean"
-    _kernels.xent(
-        x.reshape(n, c, 1),
-        grad=None if grad is None else grad.reshape(n, c, 1),
-        target=t2,
-        g_value=(1.0 / kept if kept != 0 else np.nan) if mean else 1.0,
-        loss=loss,
-        lse=np.empty(n, _FLOAT64),
-        weight=weight,
-        weight_sum=float(c) if weight is None else float(np.add.reduce(weight)),
-        ignore_index=ignore_index,
-        smoothing=smoothing,
-        z_loss=z_loss,
-        softcap=0.0 if softcap is None else softcap,
-        dtype=DTYPE_CODE[x.dtype],
-        n_threads=threads_for(n_threads, n * c),
-    )
+    g_value = (1.0 / kept if kept != 0 else np.nan) if mean else 1.0
+    _index_rows(
+        x, t, grad, None, g_value, smoothing, n_threads, loss, np.empty(n, _FLOAT64),
+        weight=weight, ignore_index=ignore_index, z_loss=z_loss, softcap=softcap,
+    )  # fmt: skip
     if reduction == "none":
         return loss.astype(x.dtype), grad
     # One row: NumPy's sum is 0.0 + that row (a call of 1 us on its own).
@@ -696,11 +685,15 @@ def batch_loss_grad(z, labels, g, g_value, label_smoothing, n_threads, loss, lse
     return loss[:m]
 
 
-def _index_rows(x, labels, grad, g, g_value, label_smoothing, n_threads, loss, lse):
+def _index_rows(
+    x, labels, grad, g, g_value, label_smoothing, n_threads, loss, lse,
+    weight=None, ignore_index=-100, z_loss=0.0, softcap=None,
+):  # fmt: skip
     """The fused kernel on C-contiguous (m, C) scores and m int64 labels known to
-    lie in [0, C) or to be -100 (ignored): no weights, z_loss or softcap. Per-row
-    losses and lse into ``loss`` and ``lse``; the gradient, scaled by ``g`` (an
-    (m,) array) or ``g_value``, into ``grad`` unless it is None (it may be ``x``)."""
+    lie in [0, C) or to equal ``ignore_index``, with options already checked
+    (``weight`` an aligned, contiguous float64 array or None). Per-row losses
+    and lse into ``loss`` and ``lse``; the gradient, scaled by ``g`` (an (m,)
+    array) or ``g_value``, into ``grad`` unless it is None (it may be ``x``)."""
     m, c = x.shape
     _kernels.xent(
         x.reshape(m, c, 1),
@@ -710,9 +703,12 @@ def _index_rows(x, labels, grad, g, g_value, label_smoothing, n_threads, loss, l
         g_value=g_value,
         loss=loss,
         lse=lse,
-        weight_sum=float(c),
-        ignore_index=-100,
+        weight=weight,
+        weight_sum=float(c) if weight is None else float(np.add.reduce(weight)),
+        ignore_index=ignore_index,
         smoothing=label_smoothing,
+        z_loss=z_loss,
+        softcap=0.0 if softcap is None else softcap,
         dtype=DTYPE_CODE[x.dtype],
         n_threads=threads_for(n_threads, m * c),
     )
