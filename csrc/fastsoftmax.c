@@ -49,6 +49,8 @@ static int fs_many_registers(void)
 #endif
 }
 
+#include "fs_transpose.h"
+
 /* Rows of a batch in order, as (i, j) = (r / inner, r % inner) without a
  * division per row: the offset of row (i, j) of an array is i s0 + j s2. */
 typedef struct fs_row_walk {

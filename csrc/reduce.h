@@ -132,9 +132,16 @@ FS_INLINE int FS_LOCAL(strip_max)(const FS_T *x, fs_index cs, fs_index w, fs_ind
 }
 
 /* Tiles: nr <= FS_TILE rows of n <= FS_SMALL_C contiguous classes, transposed
- * into a class-major stack buffer xt[c * FS_TILE + r] and back. */
+ * into a class-major stack buffer xt[c * FS_TILE + r] and back; in AVX-512
+ * registers where the CPU has them (fs_transpose.h). */
 FS_INLINE void FS_LOCAL(tile_in)(const FS_T *x, fs_index xrs, fs_index nr, fs_index n, FS_T *xt)
 {
+#if FS_HAVE_AVX512_TILES
+    if (fs_many_registers()) {
+        FS_CAT(fs_tile_in_avx512_, FS_SUF)(x, xrs, nr, n, xt);
+        return;
+    }
+#endif
     for (fs_index r = 0; r < nr; r++)
         for (fs_index c = 0; c < n; c++)
             xt[c * FS_TILE + r] = x[r * xrs + c];
@@ -142,6 +149,12 @@ FS_INLINE void FS_LOCAL(tile_in)(const FS_T *x, fs_index xrs, fs_index nr, fs_in
 
 FS_INLINE void FS_LOCAL(tile_out)(const FS_T *xt, fs_index nr, fs_index n, FS_T *y, fs_index yrs)
 {
+#if FS_HAVE_AVX512_TILES
+    if (fs_many_registers()) {
+        FS_CAT(fs_tile_out_avx512_, FS_SUF)(xt, nr, n, y, yrs);
+        return;
+    }
+#endif
     for (fs_index r = 0; r < nr; r++)
         for (fs_index c = 0; c < n; c++)
             y[r * yrs + c] = xt[c * FS_TILE + r];
