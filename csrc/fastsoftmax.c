@@ -169,6 +169,41 @@ void fs_xent_plan(fs_xent_batch *b)
                              b->x.s2 == 1 && (!grad || b->grad.s2 == 1) && !fs_is_half(b->dtype));
 }
 
+fs_index fs_check_labels_i64(const int64_t *t, fs_index n, fs_index n_classes, int has_ignore,
+                             int64_t ignore, fs_index *kept)
+{
+    /* blocks without an early exit vectorise; the first bad label is looked
+     * for only in the block that has one */
+    const fs_index block = 4096;
+    const uint64_t c = (uint64_t)n_classes;
+    fs_index k = 0;
+    for (fs_index b0 = 0; b0 < n; b0 += block) {
+        const fs_index b1 = n - b0 < block ? n : b0 + block;
+        fs_index kb = 0;
+        int bad = 0;
+        FS_SIMD(reduction(+ : kb) reduction(| : bad))
+        for (fs_index i = b0; i < b1; i++) {
+            const int ig = has_ignore & (t[i] == ignore);
+            kb += !ig;
+            bad |= !ig & ((uint64_t)t[i] >= c);
+        }
+        if (bad) {
+            for (fs_index i = b0; i < b1; i++) {
+                if (has_ignore && t[i] == ignore)
+                    continue;
+                if ((uint64_t)t[i] >= c) {
+                    *kept = k;
+                    return i;
+                }
+                k++;
+            }
+        }
+        k += kb;
+    }
+    *kept = k;
+    return -1;
+}
+
 fs_index fs_softmax_scratch(const fs_softmax_batch *b)
 {
     return fs_is_half(b->dtype) && b->plan.kind == FS_ROWS ? fs_scratch_stride(b->n) : 0;

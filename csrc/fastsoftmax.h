@@ -213,6 +213,13 @@ typedef void (*fs_task_fn)(const void *batch, fs_index task);
 void fs_softmax_plan(fs_softmax_batch *b);
 void fs_softmax_task(const void *batch, fs_index task);
 void fs_xent_plan(fs_xent_batch *b);
+
+/* The common case of the labels' check before a cross-entropy: n contiguous
+ * int64 labels, each in [0, n_classes) or (has_ignore) equal to ignore.
+ * Returns the position of the first that is neither (-1 if none) and
+ * counts into *kept those not ignored (up to that position). */
+fs_index fs_check_labels_i64(const int64_t *t, fs_index n, fs_index n_classes, int has_ignore,
+                             int64_t ignore, fs_index *kept);
 void fs_xent_task(const void *batch, fs_index task);
 void fs_linear_xent_task(const void *batch, fs_index part);
 /* Floats of scratch a planned batch needs for each thread (0: none): the

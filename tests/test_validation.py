@@ -190,6 +190,20 @@ def test_label_out_of_range_shows_value_and_position(name, x_shape, t, value, po
     check_raises(IndexError, fragments, call, name, scores(x_shape), t)
 
 
+@pytest.mark.parametrize("where", [5, 4095, 4096, 9000])
+@pytest.mark.parametrize("name", XENT)
+def test_label_out_of_range_in_a_long_target(name, where):
+    """Contiguous int64 labels take a check of their own, by blocks of 4096:
+    the first bad label of any block, after ignored ones and a second bad one."""
+    t = np.arange(10000) % 3
+    t[::7] = -100
+    t[where] = 3
+    t[where + 11] = 4
+    check_raises(
+        IndexError, ["target 3 ", f"position ({where},)"], call, name, scores((10000, 3)), t
+    )
+
+
 @pytest.mark.parametrize("name", XENT)
 def test_label_out_of_range_with_weights(name):
     check_raises(

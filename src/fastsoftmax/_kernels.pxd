@@ -84,6 +84,8 @@ cdef extern from "fastsoftmax.h" nogil:
     void fs_softmax_plan(fs_softmax_batch *b) noexcept
     void fs_softmax_task(const void *batch, fs_index task) noexcept
     void fs_xent_plan(fs_xent_batch *b) noexcept
+    fs_index fs_check_labels_i64(const int64_t *t, fs_index n, fs_index n_classes, int has_ignore,
+                                 int64_t ignore, fs_index *kept) noexcept
     void fs_xent_task(const void *batch, fs_index task) noexcept
     void fs_linear_xent_task(const void *batch, fs_index part) noexcept
 

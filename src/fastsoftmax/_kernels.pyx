@@ -209,8 +209,16 @@ def check_labels(const index_t[:, :] target, Py_ssize_t n_classes, object ignore
     cdef bint signed_labels = index_t is int8_t or index_t is int16_t or \
         index_t is int32_t or index_t is int64_t
     cdef const double *w = NULL
+    cdef fs_index fast_kept = 0
     if weight is not None:
         w = &weight[0]
+    elif index_t is int64_t and n0 * n1 > 0 and (n1 == 1 or target.strides[1] == 8) and \
+            (n0 == 1 or target.strides[0] == 8 * n1):
+        # contiguous int64 labels and no weights: one vectorised pass
+        with nogil:
+            bad = fs_check_labels_i64(&target[0, 0], n0 * n1, n_classes, has_ignore, ignore,
+                                      &fast_kept)
+        return bad, fast_kept, float(fast_kept)
     with nogil:
         for i in range(n0):
             for j in range(n1):
