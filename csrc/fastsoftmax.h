@@ -162,7 +162,8 @@ typedef struct fs_xent_opts {
  * Cross-entropy of each row of x (outer, C, inner) against class indices
  * (target: int64, (outer, inner); a label equal to ignore_index, or negative,
  * is ignored) or class probabilities (q, x's shape, when target.p is NULL).
- * Forward: loss and lse of row r = i * inner + j into loss[r], lse[r], and
+ * Forward: loss and lse of row r = i * inner + j into loss[r], lse[r] (lse
+ * may be NULL: not kept), and
  * the gradient scaled by the row's g (or g_value when g.p is NULL) into grad
  * unless grad.p is NULL. Backward (lse_in.p set): the gradient alone, from
  * each row's lse (double, (outer, inner)). grad may alias x element for

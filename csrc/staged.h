@@ -137,7 +137,7 @@ FS_DISPATCH void FS_HCAT(fs_xent_task_)(const fs_xent_batch *b, fs_index task)
         }
         FS_HLOCAL(tile_in)(x + r0 * b->x.s0, b->x.s0, nr, n, xt, buf);
         xent_strip_f32(&b->o, xt, FS_TILE, nr, tbuf, gbuf, grad ? xt : NULL, FS_TILE, b->loss + r0,
-                       b->lse + r0);
+                       b->lse ? b->lse + r0 : NULL);
         if (grad)
             FS_HLOCAL(tile_out)(xt, nr, n, grad + r0 * b->grad.s0, b->grad.s0, buf);
         return;
@@ -157,7 +157,9 @@ FS_DISPATCH void FS_HCAT(fs_xent_task_)(const fs_xent_batch *b, fs_index task)
             const double lse = ((const double *)b->lse_in.p)[fs_walk_offset(&rw, &b->lse_in)];
             fs_xent_backward_row_f32(&fb, row, tg, lse, g, row);
         } else {
-            b->loss[r] = fs_xent_forward_row_f32(&fb, row, tg, g, gr ? row : NULL, &b->lse[r]);
+            double lse_row; /* where the caller keeps no lse */
+            b->loss[r] = fs_xent_forward_row_f32(&fb, row, tg, g, gr ? row : NULL,
+                                                 b->lse ? &b->lse[r] : &lse_row);
         }
         if (gr)
             FS_HLOCAL(narrow_row)(row, n, gr, b->grad.s1);

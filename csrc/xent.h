@@ -386,7 +386,8 @@ FS_INLINE void FS_LOCAL(xent_strip)(const fs_xent_opts *o, const FS_T *x, fs_ind
         const double log_s = fs_log_f64(s[j].s), l = (double)shift[j] + log_s;
         const double v = FS_LOCAL(xent_loss)(point[j], (double)shift[j] - (double)zy[j], with_gap,
                                              U, eps / (double)n * gap[j].s, log_s, l, zl);
-        lse[j] = l;
+        if (lse) /* NULL when the caller keeps no lse */
+            lse[j] = l;
         loss[j] = live[j] ? v : (double)fillv[j];
         a[j] = FS_LOCAL(xent_coef)(g[j], point[j], U, l, zl) / s[j].s;
         gb[j] = g[j] * eps / (double)n;
@@ -504,7 +505,9 @@ FS_INLINE void FS_LOCAL(xent_rows)(const fs_xent_batch *b, fs_index r0, fs_index
             const double lse = ((const double *)b->lse_in.p)[fs_walk_offset(&rw, &b->lse_in)];
             FS_CAT(fs_xent_backward_row_, FS_SUF)(b, xr, tg, lse, g, gr);
         } else {
-            b->loss[r] = FS_CAT(fs_xent_forward_row_, FS_SUF)(b, xr, tg, g, gr, &b->lse[r]);
+            double lse_row; /* where the caller keeps no lse */
+            b->loss[r] = FS_CAT(fs_xent_forward_row_, FS_SUF)(b, xr, tg, g, gr,
+                                                              b->lse ? &b->lse[r] : &lse_row);
         }
     }
 }
@@ -554,9 +557,9 @@ FS_DISPATCH void FS_CAT(fs_xent_task_, FS_SUF)(const fs_xent_batch *b, fs_index 
     if (b->plan.kind == FS_STRIPS)
         FS_LOCAL(xent_strip)(&b->o, x + i * b->x.s0 + j0, b->x.s1, r1 - r0, tbuf, gbuf,
                              grad ? grad + i * b->grad.s0 + j0 : NULL, b->grad.s1, b->loss + r0,
-                             b->lse + r0);
+                             b->lse ? b->lse + r0 : NULL);
     else
         FS_LOCAL(xent_tile)(&b->o, x + r0 * b->x.s0, b->x.s0, r1 - r0, tbuf, gbuf,
                             grad ? grad + r0 * b->grad.s0 : NULL, b->grad.s0, b->loss + r0,
-                            b->lse + r0);
+                            b->lse ? b->lse + r0 : NULL);
 }
