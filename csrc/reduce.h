@@ -51,11 +51,11 @@ FS_INLINE int FS_LOCAL(fast_range)(const FS_T *x, fs_index b0, fs_index b1, fs_i
 }
 
 /* sum of exp(x - shift) over a block; with `store`, each exp goes to y too
- * (y may alias x). */
-/* The sum runs in FS_LANES partial sums, added pairwise at the end, and the
- * last lanes of the block are masked, not scalar: `reduction(+ : bs)` added
- * its lanes one after another (16 dependent additions a row) and left a
- * scalar tail of exps, together a quarter of a row of 100 floats. */
+ * (y may alias x). The sum runs in FS_LANES partial sums, added pairwise at
+ * the end, and the last lanes of the block are masked, not scalar:
+ * `reduction(+ : bs)` added its lanes one after another (16 dependent
+ * additions a row) and left a scalar tail of exps, together a quarter of a
+ * row of 100 floats. */
 #define FS_LANES 16
 FS_INLINE double FS_LOCAL(exp_block)(const FS_T *x, fs_index b0, fs_index b1, fs_index xs,
                                      FS_T shift, FS_T *y, fs_index ys, const int fast,
