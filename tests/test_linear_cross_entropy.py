@@ -17,9 +17,10 @@ def reference_all(x, w, t, b, grad_output, **options):
     g = grad_output
     if reduction == "none" and g is not None:
         g = np.asarray(g).reshape(-1)
-    loss, grad, _ = reference.cross_entropy_with_grad(z, t.reshape(-1), grad_output=g, **options)
+    rows = t.reshape(-1, w.shape[0]) if t.dtype.kind == "f" else t.reshape(-1)
+    loss, grad, _ = reference.cross_entropy_with_grad(z, rows, grad_output=g, **options)
     if reduction == "none":
-        loss = np.asarray(loss).reshape(t.shape)
+        loss = np.asarray(loss).reshape(x.shape[:-1])
     gx = (grad @ w64).reshape(x.shape)
     return loss, gx, grad.T @ x64.reshape(-1, x.shape[-1]), grad.sum(axis=0)
 
@@ -34,6 +35,14 @@ CASES = {
     "none": dict(reduction="none", grad_output=True, weight=True),
     "3-d input": dict(shape=(6, 7), bias=True, ignore_index=2),
     "all ignored": dict(ignore_index=0, all_ignored=True),
+    "probabilities": dict(probs=np.float64),
+    "probabilities+weight+smoothing": dict(
+        probs=np.float32, weight=True, label_smoothing=0.3, bias=True
+    ),
+    "probabilities none 3-d": dict(
+        probs=np.float64, shape=(5, 6), reduction="none", grad_output=True, z_loss=1e-2
+    ),
+    "probabilities sum softcap": dict(probs=np.float64, reduction="sum", softcap=2.0),
 }
 
 
@@ -53,6 +62,11 @@ def test_matches_the_logits_reference(name, dtype, block_bytes, monkeypatch):
     t = rng.integers(0, n_classes, size=shape)
     if case.pop("all_ignored", False):
         t[...] = 0
+    probs = case.pop("probs", None)
+    if probs is not None:  # rows that do not sum to 1 too: torch does not ask it
+        t = rng.random(shape + (n_classes,)) ** 3
+        t[1:] /= t[1:].sum(axis=-1, keepdims=True)
+        t = t.astype(probs)
     b = rng.standard_normal(n_classes) if case.pop("bias", False) else None
     if case.pop("weight", False):
         case["weight"] = rng.random(n_classes) + 0.5
@@ -129,8 +143,12 @@ def test_bad_input_is_named():
         fs.linear_cross_entropy(x, w, np.array([0, 9, 1, 2]))
     with pytest.raises(ValueError, match="target has shape"):
         fs.linear_cross_entropy(x, w, t[:3])
-    with pytest.raises(TypeError, match="class indices"):
-        fs.linear_cross_entropy(x, w, t.astype(float))
+    with pytest.raises(TypeError, match="class indices .* or class probabilities"):
+        fs.linear_cross_entropy(x, w, t.astype(complex))
+    with pytest.raises(ValueError, match=r"probabilities has shape \(4, 4\), expected \(4, 5\)"):
+        fs.linear_cross_entropy(x, w, np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="ignore_index"):
+        fs.linear_cross_entropy(x, w, np.zeros((4, 5)), ignore_index=1)
     with pytest.raises(ValueError, match="linear_bias has shape"):
         fs.linear_cross_entropy(x, w, t, linear_bias=np.zeros(4))
     with pytest.raises(ValueError, match="reduction"):

@@ -676,6 +676,8 @@ LINEAR_CASES = {
     "ignore+smoothing": dict(ignore_index=2, label_smoothing=0.1),
     "sum": dict(reduction="sum", bias=True),
     "none": dict(reduction="none", ignore_index=1),
+    "probabilities": dict(probs=True, bias=True, weight=True, label_smoothing=0.1),
+    "probabilities none": dict(probs=True, reduction="none"),
 }
 
 
@@ -695,6 +697,8 @@ def test_linear_cross_entropy_matches_torchs_reference_path(name, dtype):
     x, w, b, t = _linear_inputs(dtype, case.pop("bias", False))
     if case.pop("weight", False):
         case["weight"] = torch.rand(11, dtype=dtype) + 0.5
+    if case.pop("probs", False):
+        t = torch.softmax(torch.randn(30, 11, dtype=dtype), dim=1)
     leaves = [x, w] + ([b] if b is not None else [])
     results = []
     for fn in (F.linear_cross_entropy, fst.linear_cross_entropy):
@@ -725,6 +729,9 @@ def test_linear_cross_entropy_operators_pass_opcheck():
     op = _linear.linear_cross_entropy_op
     torch.library.opcheck(op, (x, w, t, b, None, -(2**63), "mean", 0.1, 0.0, 0.0, True))
     torch.library.opcheck(op, (x, w, t, None, None, 3, "none", 0.0, 1e-3, 2.0, False))
+    q = torch.softmax(torch.randn(30, 11, dtype=torch.float64), dim=1)
+    torch.library.opcheck(op, (x, w, q, b, None, -(2**63), "none", 0.2, 0.0, 0.0, False))
+    torch.library.opcheck(op, (x, w, q, None, None, -(2**63), "sum", 0.0, 0.0, 0.0, True))
     g = torch.rand(30, dtype=torch.float64)
     torch.library.opcheck(
         _linear.linear_cross_entropy_backward_op,

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from fastsoftmax import _kernels
+from fastsoftmax._layout import is_half
 from fastsoftmax._threads import check_n_threads
 from fastsoftmax._typing import ArrayLike
 from fastsoftmax._xent import REDUCTIONS, _Call
@@ -53,8 +54,10 @@ def linear_cross_entropy(
     linear_weight : array_like of shape (n_classes, n_features)
         The linear layer's weight, as ``torch.nn.Linear.weight``, of the
         input's dtype.
-    target : array_like of shape (n_samples,) or (...)
-        Class indices (any integer dtype).
+    target : array_like of shape (n_samples,) or (...), or (..., n_classes)
+        Class indices (any integer dtype), or class probabilities (a float
+        dtype, one row for each sample; 'mean' then divides by the number of
+        samples, as torch does, and ``ignore_index`` does not apply).
     linear_bias : array_like of shape (n_classes,), optional
         The linear layer's bias.
     weight : array_like of shape (n_classes,), optional
@@ -70,7 +73,7 @@ def linear_cross_entropy(
     softcap : float > 0, optional
         Replaces the logits by ``softcap * tanh(logits / softcap)`` first.
     return_lse : bool, default=False
-        Also return each sample's log-sum-exp (of the target's shape).
+        Also return each sample's log-sum-exp (of shape input.shape[:-1]).
     return_argmax : bool, default=False
         Also return each sample's predicted class, the index of its largest
         logit (before ``softcap``; the first one on ties, and a NaN counts
@@ -86,7 +89,7 @@ def linear_cross_entropy(
         As :func:`fastsoftmax.cross_entropy` of the logits.
     lse : ndarray
         Only with ``return_lse=True``.
-    argmax : ndarray of int64 of the target's shape
+    argmax : ndarray of int64 of shape input.shape[:-1]
         Only with ``return_argmax=True``.
 
     Notes
@@ -129,8 +132,10 @@ def linear_cross_entropy_with_grad(
         The features (hidden states), float32 or float64.
     linear_weight : array_like of shape (n_classes, n_features)
         The linear layer's weight, of the input's dtype.
-    target : array_like of shape (n_samples,) or (...)
-        Class indices (any integer dtype).
+    target : array_like of shape (n_samples,) or (...), or (..., n_classes)
+        Class indices (any integer dtype), or class probabilities (a float
+        dtype, one row for each sample; 'mean' then divides by the number of
+        samples, as torch does, and ``ignore_index`` does not apply).
     linear_bias : array_like of shape (n_classes,), optional
         The linear layer's bias.
     weight : array_like of shape (n_classes,), optional
@@ -152,7 +157,7 @@ def linear_cross_entropy_with_grad(
         :func:`linear_cross_entropy` does.
     grad_output : float or array_like, optional
         Scale of the gradients, as in :func:`fastsoftmax.cross_entropy_with_grad`
-        (for 'none', an array of the target's shape).
+        (for 'none', an array of shape input.shape[:-1]).
     n_threads : int, optional
         OpenMP threads of the cross-entropy kernel.
 
@@ -168,7 +173,7 @@ def linear_cross_entropy_with_grad(
         d loss / d linear_bias (None without a bias).
     lse : ndarray
         Only with ``return_lse=True``.
-    argmax : ndarray of int64 of the target's shape
+    argmax : ndarray of int64 of shape input.shape[:-1]
         Only with ``return_argmax=True``.
 
     Notes
@@ -207,41 +212,54 @@ class _Run:
                 "match: linear_weight must be (n_classes, n_features), n_features the "
                 "input's last dimension"
             )
-        t = np.asarray(target)
-        if t.dtype.kind not in "iu":
-            raise TypeError(f"target must hold class indices (integers), got dtype {t.dtype}")
-        if t.shape != x.shape[:-1]:
-            raise ValueError(
-                f"target has shape {t.shape}, expected {x.shape[:-1]} for input of shape {x.shape}"
-            )
         if not isinstance(reduction, str) or reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
         n_classes = w.shape[0]
         if n_classes == 0:
             raise ValueError("linear_weight has no classes (0 rows)")
+        t = np.asarray(target)
+        probs = t.dtype.kind == "f" or is_half(t.dtype)  # (bfloat16's kind is "V")
+        if not probs and t.dtype.kind not in "iu":
+            raise TypeError(
+                "target must hold class indices (an integer dtype) or class "
+                f"probabilities (a float dtype), got dtype {t.dtype}"
+            )
+        want = x.shape[:-1] + (n_classes,) if probs else x.shape[:-1]
+        if t.shape != want:
+            kind = "target of class probabilities" if probs else "target"
+            raise ValueError(
+                f"{kind} has shape {t.shape}, expected {want} for input of shape {x.shape} "
+                f"and {n_classes} classes"
+            )
         b = None
         if linear_bias is not None:
             b = np.asarray(linear_bias)
             if b.shape != (n_classes,):
                 raise ValueError(f"linear_bias has shape {b.shape}, expected ({n_classes},)")
             b = b.astype(x.dtype, copy=False)
-        sample_shape = t.shape
+        sample_shape = x.shape[:-1]
         x2 = np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
-        t1 = np.ascontiguousarray(t.reshape(-1)).astype(np.int64, copy=False)
         n = x2.shape[0]
         w_cls = None if weight is None else np.ascontiguousarray(weight, dtype=np.float64)
         if w_cls is not None and w_cls.shape != (n_classes,):
             raise ValueError(f"weight has shape {w_cls.shape}, expected ({n_classes},)")
-        # Labels are checked once, and 'mean' divides by the kept weight of all rows.
-        bad, _, kept_weight = _kernels.check_labels(
-            t1.reshape(n, 1), n_classes, int(ignore_index), w_cls
-        )
-        if bad >= 0:
-            pos = np.unravel_index(bad, sample_shape) if sample_shape else ()
-            raise IndexError(
-                f"target {t.reshape(-1)[bad]} is out of bounds for {n_classes} classes at "
-                f"position {tuple(int(i) for i in pos)} (ignore_index={ignore_index})"
+        if probs:
+            # Each block's rows of probabilities go to the kernel as they are;
+            # 'mean' divides by the number of rows, as torch does.
+            t1 = t.reshape(n, n_classes)
+            kept_weight = float(n)
+        else:
+            t1 = np.ascontiguousarray(t.reshape(-1)).astype(np.int64, copy=False)
+            # Labels are checked once, and 'mean' divides by the kept weight of all rows.
+            bad, _, kept_weight = _kernels.check_labels(
+                t1.reshape(n, 1), n_classes, int(ignore_index), w_cls
             )
+            if bad >= 0:
+                pos = np.unravel_index(bad, sample_shape) if sample_shape else ()
+                raise IndexError(
+                    f"target {t.reshape(-1)[bad]} is out of bounds for {n_classes} classes at "
+                    f"position {tuple(int(i) for i in pos)} (ignore_index={ignore_index})"
+                )
         scale = self._scale(reduction, grad_output, kept_weight, sample_shape)
         block = max(1, min(n, BLOCK_BYTES // max(1, n_classes * x.itemsize)))
         z_buf = np.empty((min(block, n), n_classes), dtype=x.dtype)

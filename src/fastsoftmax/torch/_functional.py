@@ -345,8 +345,9 @@ def linear_cross_entropy(
         The features (hidden states), float32 or float64.
     linear_weight : Tensor of shape (n_classes, n_features)
         The linear layer's weight.
-    target : Tensor of shape (n_samples,)
-        Class indices (int64).
+    target : Tensor of shape (n_samples,) or (n_samples, n_classes)
+        Class indices (int64), or class probabilities of the input's dtype
+        (then without ``ignore_index``, as torch asks).
     linear_bias : Tensor of shape (n_classes,), optional
         The linear layer's bias.
     weight : Tensor of shape (n_classes,), optional
@@ -366,7 +367,7 @@ def linear_cross_entropy(
     Returns
     -------
     Tensor
-        0-d for 'mean' and 'sum', else of the target's shape.
+        0-d for 'mean' and 'sum', else of shape (n_samples,).
 
     Notes
     -----
@@ -377,11 +378,19 @@ def linear_cross_entropy(
     torch's own ``F.linear_cross_entropy`` (``z_loss`` and ``softcap``
     composed around ``F.linear``). Double backward raises a RuntimeError.
     """
+    # class probabilities of the input's dtype, one row for each sample (torch
+    # refuses an ignore_index with them, on its own path)
+    probs = (
+        target.dim() == 2
+        and target.dtype == input.dtype
+        and ignore_index is None
+        and not target.requires_grad
+        and tuple(target.shape) == (input.shape[0], linear_weight.shape[0])
+    )
     shaped = (
         input.dim() == 2
         and linear_weight.dim() == 2
-        and target.dim() == 1
-        and target.dtype == torch.int64
+        and ((target.dim() == 1 and target.dtype == torch.int64) or probs)
         and input.dtype in (torch.float32, torch.float64)
         and linear_weight.dtype == input.dtype
         and (linear_bias is None or (linear_bias.dim() == 1 and linear_bias.dtype == input.dtype))

@@ -76,7 +76,7 @@ def linear_cross_entropy_op(
 @linear_cross_entropy_op.register_fake
 def _(input, linear_weight, target, linear_bias, weight, ignore_index, reduction,
       label_smoothing, z_loss, softcap, with_grad):  # fmt: skip
-    loss = input.new_empty(tuple(target.shape) if reduction == "none" else ())
+    loss = input.new_empty(tuple(input.shape[:-1]) if reduction == "none" else ())
     if not with_grad:
         return loss, input.new_empty((0,)), input.new_empty((0,)), input.new_empty((0,))
     gb = input.new_empty((0,) if linear_bias is None else linear_bias.shape)
