@@ -155,3 +155,109 @@ def test_bad_input_is_named():
         fs.linear_cross_entropy(x, w, t, reduction="avg")
     with pytest.raises(ValueError, match="grad_output has shape"):
         fs.linear_cross_entropy_with_grad(x, w, t, reduction="none", grad_output=np.ones(3))
+
+
+# ------------------------------------------------------ a vocabulary split in parts
+
+SPLIT_CASES = {
+    "plain": dict(),
+    "bias+ignore": dict(bias=True, ignore_index=3),
+    "z_loss+softcap": dict(z_loss=1e-2, softcap=2.5, bias=True),
+    "sum": dict(reduction="sum", grad_output=0.7, ignore_index=5),
+    "none": dict(reduction="none", grad_output=True, z_loss=1e-3),
+    "3-d input": dict(shape=(5, 8), bias=True),
+}
+
+
+def _parts(cuts, x, w, t, b, g, with_grad, **case):
+    """Each part's call, from the lse of the whole vocabulary that the parts'
+    linear_logsumexp give."""
+    bounds = list(zip(cuts, cuts[1:]))
+    softcap = case.get("softcap")
+    lse = fs.logsumexp(
+        np.stack([
+            fs.linear_logsumexp(x, w[a:c], linear_bias=None if b is None else b[a:c],
+                                softcap=softcap)
+            for a, c in bounds
+        ]),
+        axis=0,
+    )  # fmt: skip
+    total = cuts[-1]
+    out = []
+    for a, c in bounds:
+        kw = dict(case, linear_bias=None if b is None else b[a:c], class_offset=a,
+                  total_classes=total, lse=lse)  # fmt: skip
+        if with_grad:
+            out.append(fs.linear_cross_entropy_with_grad(x, w[a:c], t, grad_output=g, **kw))
+        else:
+            out.append(fs.linear_cross_entropy(x, w[a:c], t, **kw))
+    return lse, out
+
+
+@pytest.mark.parametrize("block_bytes", [2**30, 3 * 13 * 8], ids=["one block", "many blocks"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", list(SPLIT_CASES))
+def test_a_split_vocabulary_adds_up_to_the_whole(name, dtype, block_bytes, monkeypatch):
+    monkeypatch.setattr(_linear_cross_entropy, "BLOCK_BYTES", block_bytes)
+    case = dict(SPLIT_CASES[name])
+    rng = np.random.default_rng(hash(name) % 2**32)
+    shape = case.pop("shape", (40,))
+    n_features, n_classes = 9, 23
+    x = rng.standard_normal(shape + (n_features,)).astype(dtype)
+    w = (0.7 * rng.standard_normal((n_classes, n_features))).astype(dtype)
+    t = rng.integers(0, n_classes, size=shape)
+    t.reshape(-1)[:3] = case.get("ignore_index", -100)
+    b = rng.standard_normal(n_classes).astype(dtype) if case.pop("bias", False) else None
+    g = case.pop("grad_output", None)
+    if g is True:
+        g = rng.random(shape) + 0.5
+    want = reference_all(x, w, t, b, g, **case)
+    cuts = [0, 9, 10, 23]  # one part of a single class
+    lse, parts = _parts(cuts, x, w, t, b, g, True, **case)
+    _, losses = _parts(cuts, x, w, t, b, g, False, **case)
+    z = x.astype(np.float64) @ w.T.astype(np.float64) + (0 if b is None else b)
+    if "softcap" in case:
+        z = case["softcap"] * np.tanh(z / case["softcap"])
+    assert lse.dtype == np.float64 and lse.shape == shape
+    np.testing.assert_allclose(lse, lse_of(z), rtol=1e-6 if dtype == np.float32 else 1e-13)
+    rtol = 1e-10 if dtype == np.float64 else 2e-4
+    atol = 1e-12 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(sum(p[0] for p in parts), want[0], rtol=rtol, atol=atol)
+    np.testing.assert_allclose(sum(losses), want[0], rtol=rtol, atol=atol)
+    np.testing.assert_allclose(sum(p[1] for p in parts), want[1], rtol=rtol, atol=atol)
+    for i, (a, c) in enumerate(zip(cuts, cuts[1:])):
+        assert parts[i][2].shape == (c - a, n_features) and parts[i][2].dtype == dtype
+        np.testing.assert_allclose(parts[i][2], want[2][a:c], rtol=rtol, atol=atol)
+        if b is not None:
+            np.testing.assert_allclose(parts[i][3], want[3][a:c], rtol=rtol, atol=atol)
+
+
+def test_a_split_vocabulary_names_what_it_refuses():
+    x, w, t = np.zeros((4, 3)), np.zeros((5, 3)), np.array([0, 1, 2, 7])
+    lse = np.zeros(4)
+    with pytest.raises(ValueError, match="needs lse"):
+        fs.linear_cross_entropy(x, w, t, class_offset=5)
+    with pytest.raises(ValueError, match="needs lse"):
+        fs.linear_cross_entropy(x, w, t, total_classes=10)
+    with pytest.raises(ValueError, match="total_classes=8 is below"):
+        fs.linear_cross_entropy(x, w, t, class_offset=5, total_classes=8, lse=lse)
+    with pytest.raises(ValueError, match="class_offset must be >= 0"):
+        fs.linear_cross_entropy(x, w, t, class_offset=-1, lse=lse)
+    with pytest.raises(TypeError, match="class_offset must be an int"):
+        fs.linear_cross_entropy(x, w, t, class_offset=1.5, lse=lse)
+    with pytest.raises(IndexError, match="target 7 is out of bounds for 6 classes"):
+        fs.linear_cross_entropy(x, w, t, total_classes=6, lse=lse)
+    with pytest.raises(ValueError, match="lse has shape"):
+        fs.linear_cross_entropy(x, w, t, total_classes=10, lse=np.zeros(3))
+    refused = {
+        "class weights": dict(weight=np.ones(5)),
+        "label_smoothing": dict(label_smoothing=0.1),
+        "return_argmax": dict(return_argmax=True),
+    }
+    for what, kw in refused.items():
+        with pytest.raises(ValueError, match=f"{what} cannot be used with lse"):
+            fs.linear_cross_entropy_with_grad(x, w, t, total_classes=10, lse=lse, **kw)
+    with pytest.raises(ValueError, match="class-probability targets cannot"):
+        fs.linear_cross_entropy(x, w, np.full((4, 5), 0.2), lse=lse)
+    with pytest.raises(ValueError, match="z_loss"):
+        fs.linear_cross_entropy(x, w, t, total_classes=10, lse=lse, z_loss=-1.0)

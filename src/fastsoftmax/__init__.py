@@ -6,7 +6,11 @@ __version__ = "0.1.0"
 from fastsoftmax import _runtime  # noqa: F401
 from fastsoftmax._config import build_info, show_config
 from fastsoftmax._kernels import openmp_enabled
-from fastsoftmax._linear_cross_entropy import linear_cross_entropy, linear_cross_entropy_with_grad
+from fastsoftmax._linear_cross_entropy import (
+    linear_cross_entropy,
+    linear_cross_entropy_with_grad,
+    linear_logsumexp,
+)
 from fastsoftmax._special import log_softmax, logsumexp, softmax
 from fastsoftmax._xent import cross_entropy, cross_entropy_backward, cross_entropy_with_grad
 
@@ -19,6 +23,7 @@ __all__ = [
     "cross_entropy_with_grad",
     "linear_cross_entropy",
     "linear_cross_entropy_with_grad",
+    "linear_logsumexp",
     "log_softmax",
     "logsumexp",
     "openmp_enabled",

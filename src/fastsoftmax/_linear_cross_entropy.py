@@ -9,6 +9,7 @@ three matrix products are the ones a plain forward and backward make; the
 block of logits is the only buffer of size V.
 """
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -17,9 +18,9 @@ from fastsoftmax import _kernels
 from fastsoftmax._layout import is_half
 from fastsoftmax._threads import check_n_threads
 from fastsoftmax._typing import ArrayLike
-from fastsoftmax._xent import REDUCTIONS, _Call
+from fastsoftmax._xent import REDUCTIONS, _Call, _positive, _real_in
 
-__all__ = ["linear_cross_entropy", "linear_cross_entropy_with_grad"]
+__all__ = ["linear_cross_entropy", "linear_cross_entropy_with_grad", "linear_logsumexp"]
 
 # Bytes of logits per block: about the last-level cache of a core pair.
 BLOCK_BYTES = 32 * 2**20
@@ -43,6 +44,9 @@ def linear_cross_entropy(
     softcap: float | None = None,
     return_lse: bool = False,
     return_argmax: bool = False,
+    class_offset: int = 0,
+    total_classes: int | None = None,
+    lse: ArrayLike | None = None,
     n_threads: int | None = None,
 ) -> Any:
     """Cross-entropy of the logits ``input @ linear_weight.T + linear_bias``, never held whole.
@@ -79,6 +83,25 @@ def linear_cross_entropy(
         logit (before ``softcap``; the first one on ties, and a NaN counts
         as the largest, as :func:`numpy.argmax`): token accuracy without the
         logits.
+    class_offset : int, default=0
+        With a vocabulary split across processes: the first class of the
+        whole vocabulary that ``linear_weight`` holds (its rows are classes
+        ``class_offset`` to ``class_offset + n_classes - 1``). Targets are
+        then class indices of the whole vocabulary. Needs ``lse``.
+    total_classes : int, optional
+        The size of the whole vocabulary (``class_offset + n_classes`` when
+        not given): targets must be below it.
+    lse : array_like of shape input.shape[:-1], optional
+        Each sample's log-sum-exp over the whole vocabulary: the
+        :func:`fastsoftmax.logsumexp` of every part's
+        :func:`linear_logsumexp`. With it the call returns this part's
+        share: the loss of the samples whose target is among its classes
+        (so that the parts' losses add up to the whole loss), and the
+        gradients of its logits ``exp(logits - lse) - onehot``, which add up
+        to ``grad_input`` across the parts and are the part's own
+        ``grad_linear_weight``. Class weights, ``label_smoothing`` and
+        class-probability targets are refused with it, and so is
+        ``return_argmax``.
     n_threads : int, optional
         OpenMP threads of the cross-entropy kernel; None follows
         ``OMP_NUM_THREADS`` and threadpoolctl (NumPy's BLAS has its own).
@@ -101,7 +124,7 @@ def linear_cross_entropy(
     run = _Run(
         input, linear_weight, target, linear_bias, weight, ignore_index, reduction,
         label_smoothing, z_loss, softcap, n_threads, with_grad=False, grad_output=None,
-        with_argmax=return_argmax,
+        with_argmax=return_argmax, split=(class_offset, total_classes, lse),
     )  # fmt: skip
     extra = ((run.lse,) if return_lse else ()) + ((run.argmax,) if return_argmax else ())
     return (run.loss,) + extra if extra else run.loss
@@ -122,6 +145,9 @@ def linear_cross_entropy_with_grad(
     return_lse: bool = False,
     return_argmax: bool = False,
     grad_output: ArrayLike | float | None = None,
+    class_offset: int = 0,
+    total_classes: int | None = None,
+    lse: ArrayLike | None = None,
     n_threads: int | None = None,
 ) -> tuple[Any, ...]:
     """The loss of :func:`linear_cross_entropy` and the gradients of its inputs.
@@ -158,6 +184,15 @@ def linear_cross_entropy_with_grad(
     grad_output : float or array_like, optional
         Scale of the gradients, as in :func:`fastsoftmax.cross_entropy_with_grad`
         (for 'none', an array of shape input.shape[:-1]).
+    class_offset : int, default=0
+        The first class that ``linear_weight`` holds, of a vocabulary split
+        across processes, as in :func:`linear_cross_entropy`.
+    total_classes : int, optional
+        The size of the whole vocabulary, as in :func:`linear_cross_entropy`.
+    lse : array_like of shape input.shape[:-1], optional
+        Each sample's log-sum-exp over the whole vocabulary: the call then
+        returns this part's share of the loss and of the gradients, as in
+        :func:`linear_cross_entropy`.
     n_threads : int, optional
         OpenMP threads of the cross-entropy kernel.
 
@@ -186,10 +221,75 @@ def linear_cross_entropy_with_grad(
     run = _Run(
         input, linear_weight, target, linear_bias, weight, ignore_index, reduction,
         label_smoothing, z_loss, softcap, n_threads, with_grad=True, grad_output=grad_output,
-        with_argmax=return_argmax,
+        with_argmax=return_argmax, split=(class_offset, total_classes, lse),
     )  # fmt: skip
     result = (run.loss, run.grad_input, run.grad_weight, run.grad_bias)
     return result + ((run.lse,) if return_lse else ()) + ((run.argmax,) if return_argmax else ())
+
+
+def linear_logsumexp(
+    input: ArrayLike,
+    linear_weight: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = None,
+    softcap: float | None = None,
+    n_threads: int | None = None,
+) -> Any:
+    """Each sample's log-sum-exp of ``input @ linear_weight.T + linear_bias``, never held whole.
+
+    The first step of a vocabulary split across processes: each process
+    computes it for the classes it holds, the :func:`fastsoftmax.logsumexp`
+    of the parts' results (over the parts) is the whole vocabulary's, and
+    ``linear_cross_entropy_with_grad(..., class_offset=..., lse=...)`` then
+    gives each part's share of the loss and of the gradients.
+
+    Parameters
+    ----------
+    input : array_like of shape (n_samples, n_features) or (..., n_features)
+        The features, float32 or float64.
+    linear_weight : array_like of shape (n_classes, n_features)
+        The linear layer's weight (or this process's rows of it), of the
+        input's dtype.
+    linear_bias : array_like of shape (n_classes,), optional
+        The linear layer's bias.
+    softcap : float > 0, optional
+        Of the logits ``softcap * tanh(logits / softcap)``.
+    n_threads : int, optional
+        OpenMP threads of the kernel.
+
+    Returns
+    -------
+    lse : ndarray of float64 of shape input.shape[:-1]
+        In float64 whatever the input's dtype, so that the parts combine
+        without rounding.
+
+    Examples
+    --------
+    Two halves of a vocabulary give the whole one's loss and gradients:
+
+    >>> import numpy as np, fastsoftmax as fs
+    >>> rng = np.random.default_rng(0)
+    >>> x, w = rng.standard_normal((4, 3)), rng.standard_normal((10, 3))
+    >>> t = np.array([1, 7, 2, 9])
+    >>> lse = fs.logsumexp(np.stack([fs.linear_logsumexp(x, w[:6]),
+    ...                              fs.linear_logsumexp(x, w[6:])]), axis=0)
+    >>> a = fs.linear_cross_entropy_with_grad(x, w[:6], t, total_classes=10, lse=lse)
+    >>> b = fs.linear_cross_entropy_with_grad(x, w[6:], t, class_offset=6, lse=lse)
+    >>> whole = fs.linear_cross_entropy_with_grad(x, w, t)
+    >>> bool(np.isclose(a[0] + b[0], whole[0]))
+    True
+    >>> bool(np.allclose(a[1] + b[1], whole[1]))
+    True
+    >>> bool(np.allclose(np.concatenate([a[2], b[2]]), whole[2]))
+    True
+    """
+    x = np.asarray(input)
+    target = np.full(x.shape[:-1], -1, dtype=np.int64)  # every row ignored: lse alone
+    run = _Run(
+        x, linear_weight, target, linear_bias, None, -1, "sum", 0.0, 0.0, softcap, n_threads,
+        with_grad=False, grad_output=None,
+    )  # fmt: skip
+    return run.lse64
 
 
 class _Run:
@@ -198,6 +298,7 @@ class _Run:
     def __init__(
         self, input, linear_weight, target, linear_bias, weight, ignore_index, reduction,
         label_smoothing, z_loss, softcap, n_threads, with_grad, grad_output, with_argmax=False,
+        split=(0, None, None),
     ):  # fmt: skip
         n_threads = check_n_threads(n_threads)
         x = np.asarray(input)
@@ -243,6 +344,9 @@ class _Run:
         w_cls = None if weight is None else np.ascontiguousarray(weight, dtype=np.float64)
         if w_cls is not None and w_cls.shape != (n_classes,):
             raise ValueError(f"weight has shape {w_cls.shape}, expected ({n_classes},)")
+        vocab = _Part(split, n_classes, sample_shape, probs, w_cls, label_smoothing, with_argmax)
+        z_loss = _real_in("z_loss", z_loss, 0.0, np.inf)
+        softcap = None if softcap is None else _positive("softcap", softcap)
         if probs:
             # Each block's rows of probabilities go to the kernel as they are;
             # 'mean' divides by the number of rows, as torch does.
@@ -252,19 +356,28 @@ class _Run:
             t1 = np.ascontiguousarray(t.reshape(-1)).astype(np.int64, copy=False)
             # Labels are checked once, and 'mean' divides by the kept weight of all rows.
             bad, _, kept_weight = _kernels.check_labels(
-                t1.reshape(n, 1), n_classes, int(ignore_index), w_cls
+                t1.reshape(n, 1), vocab.total, int(ignore_index), w_cls
             )
             if bad >= 0:
                 pos = np.unravel_index(bad, sample_shape) if sample_shape else ()
                 raise IndexError(
-                    f"target {t.reshape(-1)[bad]} is out of bounds for {n_classes} classes at "
+                    f"target {t.reshape(-1)[bad]} is out of bounds for {vocab.total} classes at "
                     f"position {tuple(int(i) for i in pos)} (ignore_index={ignore_index})"
                 )
         scale = self._scale(reduction, grad_output, kept_weight, sample_shape)
+        if vocab.lse is not None:
+            t1 = vocab.local_targets(t1, ignore_index)
+            loss_rows = vocab.loss_rows(x2, w, b, t1, z_loss, softcap)
+            lse_rows = vocab.lse
+            if not with_grad:
+                n = 0  # the loss needs no logits: no blocks
+        else:
+            loss_rows = np.empty(n, dtype=np.float64)
+            lse_rows = np.empty(n, dtype=np.float64)
         block = max(1, min(n, BLOCK_BYTES // max(1, n_classes * x.itemsize)))
-        z_buf = np.empty((min(block, n), n_classes), dtype=x.dtype)
-        loss_rows = np.empty(n, dtype=np.float64)
-        lse_rows = np.empty(n, dtype=np.float64)
+        # A part of a split vocabulary has one more column (see _part_block).
+        width = n_classes + (vocab.lse is not None)
+        z_buf = np.empty((min(block, n), width), dtype=x.dtype)
         argmax_rows = np.empty(n, dtype=np.intp) if with_argmax else None
         if with_grad:
             grad_x = np.empty_like(x2)
@@ -275,15 +388,19 @@ class _Run:
         options = (w_cls, ignore_index, label_smoothing, z_loss, softcap, n_threads)
         for start in range(0, n, block):
             stop = min(start + block, n)
-            z = z_buf[: stop - start]
+            z = z_buf[: stop - start, :n_classes]
             np.matmul(x2[start:stop], w.T, out=z)
             if b is not None:
                 z += b
             if argmax_rows is not None:  # while the block is in cache, before it changes
                 np.argmax(z, axis=1, out=argmax_rows[start:stop])
             g = None if not with_grad else scale if np.ndim(scale) == 0 else scale[start:stop]
-            rows, lse = _block(z, t1[start:stop], options, g)
-            loss_rows[start:stop], lse_rows[start:stop] = rows, lse
+            if vocab.lse is not None:
+                z_buf[: stop - start, n_classes] = 0.0
+                _part_block(z_buf[: stop - start], t1[start:stop], lse_rows[start:stop], options, g)
+            else:
+                rows, lse = _block(z, t1[start:stop], options, g)
+                loss_rows[start:stop], lse_rows[start:stop] = rows, lse
             if not with_grad:
                 continue
             # z now holds g * d loss / d logits of the block.
@@ -299,6 +416,7 @@ class _Run:
             if grad_b is not None:
                 grad_b += z.sum(axis=0, dtype=np.float64)
         self.loss = _reduce(loss_rows, reduction, kept_weight, sample_shape, x.dtype)
+        self.lse64 = lse_rows.reshape(sample_shape)
         self.lse = lse_rows.astype(x.dtype).reshape(sample_shape)
         if argmax_rows is not None:
             self.argmax = argmax_rows.astype(np.int64, copy=False).reshape(sample_shape)
@@ -326,6 +444,90 @@ class _Run:
         if reduction == "mean":
             g = g / kept_weight if kept_weight != 0 else np.nan
         return g
+
+
+class _Part:
+    """Which classes of the vocabulary ``linear_weight`` holds: all of them,
+    or with ``lse`` a part of a vocabulary split across processes."""
+
+    def __init__(self, split, n_classes, sample_shape, probs, weight, smoothing, with_argmax):
+        offset, total, lse = split
+        self.offset = _index("class_offset", offset)
+        if self.offset < 0:
+            raise ValueError(f"class_offset must be >= 0, got {self.offset}")
+        end = self.offset + n_classes
+        self.total = end if total is None else _index("total_classes", total)
+        if self.total < end:
+            raise ValueError(
+                f"total_classes={self.total} is below class_offset + n_classes = {end}"
+            )
+        self.n_classes = n_classes
+        self.lse = None
+        if lse is None:
+            if self.offset != 0 or self.total != n_classes:
+                raise ValueError(
+                    "a part of a split vocabulary (class_offset, total_classes) needs lse: "
+                    "each sample's log-sum-exp over the whole vocabulary"
+                )
+            return
+        refused = [
+            (probs, "class-probability targets"),
+            (weight is not None, "class weights"),
+            (smoothing != 0, "label_smoothing"),
+            (with_argmax, "return_argmax"),
+        ]
+        for bad, what in refused:
+            if bad:
+                raise ValueError(f"{what} cannot be used with lse (a part of a split vocabulary)")
+        a = np.asarray(lse)
+        if a.shape != sample_shape:
+            raise ValueError(f"lse has shape {a.shape}, expected {sample_shape}")
+        if a.dtype.kind not in "fiu":
+            raise TypeError(f"lse must be a real array, got dtype {a.dtype}")
+        self.lse = np.ascontiguousarray(a.reshape(-1), dtype=np.float64)
+
+    def local_targets(self, t, ignore_index):
+        """Targets as the kernel reads them: this part's classes from 0, -1
+        for ignored ones, and n_classes (the extra column) for classes of
+        other parts."""
+        local = t - self.offset
+        self.ignored = t == ignore_index
+        self.own = ~self.ignored & (local >= 0) & (local < self.n_classes)
+        return np.where(self.own, local, np.where(self.ignored, -1, self.n_classes))
+
+    def loss_rows(self, x, w, b, t, z_loss, softcap):
+        """This part's share of each sample's loss: lse - z_target + z_loss
+        lse^2 where the target is one of its classes, else 0; the target's
+        logit by a dot product of its own (float64)."""
+        rows = np.zeros(x.shape[0], dtype=np.float64)
+        own, lse = self.own, self.lse[self.own]
+        zy = np.einsum("ij,ij->i", x[own], w[t[own]], dtype=np.float64)
+        if b is not None:
+            zy += b[t[own]]
+        if softcap is not None:
+            zy = softcap * np.tanh(zy / softcap)
+        rows[own] = (lse - zy) + z_loss * lse * lse
+        return rows
+
+
+def _index(name, value):
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {value!r}") from None
+
+
+def _part_block(z, t, lse, options, g):
+    """``g`` times the gradient of one block of a part's logits, in place,
+    from each row's log-sum-exp over the whole vocabulary: the kernel's
+    backward, on the logits and one more column where the targets of other
+    parts point. That column takes their point mass and is then dropped;
+    its value changes nothing else, since from a given lse each element's
+    gradient is its own (it is 0, not left unset, to stay deterministic)."""
+    _, _, _, z_loss, softcap, n_threads = options
+    per_row = np.ndim(g) != 0
+    call = _Call(z, t, None, -1, "none" if per_row else "sum", 0.0, z_loss, softcap, n_threads)
+    call.backward(lse.reshape(-1, 1), call.grad_buffer(None, inplace=True), call.grad_scale(g))
 
 
 def _block(z, t, options, g):

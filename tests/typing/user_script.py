@@ -16,6 +16,10 @@ loss, grad = fs.cross_entropy_with_grad(x, t, reduction="none", grad_output=np.o
 g2 = fs.cross_entropy_backward(x, t, np.zeros(8), reduction="none")
 lx = fs.linear_cross_entropy(x, np.ones((6, 5)), t, linear_bias=np.zeros(6), z_loss=1e-4)
 lx_loss, gx, gw, gb = fs.linear_cross_entropy_with_grad(x, np.ones((6, 5)), t)
+part_lse: np.ndarray = fs.linear_logsumexp(x, np.ones((3, 5)))
+part = fs.linear_cross_entropy_with_grad(
+    x, np.ones((3, 5)), t, class_offset=3, total_classes=6, lse=part_lse + np.log(2.0)
+)
 info: dict[str, object] = fs.build_info()
 fs.show_config()
 ok: bool = fs.openmp_enabled()
@@ -28,6 +32,7 @@ clf2 = SoftmaxRegression().partial_fit(X, y, classes=np.arange(10))
 proba = clf.predict_proba(X[:2])
 score = clf.score(X, y)
 print(
+    part,
     lx,
     lx_loss,
     gx,
