@@ -16,6 +16,8 @@
   The data are MNIST's training images when FASTSOFTMAX_MNIST names a folder
   of the IDX files, else synthetic digits-like images. Each entry reports
   the training accuracy after one epoch from the start.
+- Many classes: one SGD epoch of a 100000 x 512 float32, 1000-class problem
+  (batch 256), against its floor: the two matrix products per batch.
 
 Run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE pytest bench/bench_trainer.py
 """
@@ -274,3 +276,65 @@ def bench_mnist_sized_lbfgs(benchmark, impl, capsys):
         train_accuracy=round(float(model.score(X, y)), 4),
     )
     _report(capsys, benchmark, impl)
+
+
+# ------------------------------------------------------------------- many classes
+
+MANY = (100_000, 512, 1000)  # rows, features, classes
+
+
+@functools.lru_cache(maxsize=1)
+def many_classes():
+    """Each class a random mean in 512 dimensions, its rows that plus noise."""
+    n, d, c = MANY
+    rng = np.random.default_rng(0)
+    means = rng.standard_normal((c, d), dtype=np.float32)
+    y = rng.integers(0, c, size=n)
+    X = means[y]
+    X += 2.0 * rng.standard_normal((n, d), dtype=np.float32)
+    return X, y
+
+
+def _many_fastsoftmax_epoch():
+    X, y = many_classes()
+    model = SoftmaxRegression(
+        solver="sgd", learning_rate=0.05, momentum=0.0, alpha=0.0, batch_size=BATCH,
+        random_state=0,
+    )  # fmt: skip
+
+    def epoch():
+        with config_context(assume_finite=True):
+            model.partial_fit(X, y, classes=np.arange(MANY[2]))
+
+    return epoch
+
+
+def _many_floor_epoch():
+    """The two matrix products of every batch, and nothing else."""
+    X, _ = many_classes()
+    coef = np.zeros((MANY[2], MANY[1]), dtype=np.float32)
+    z = np.empty((BATCH, MANY[2]), dtype=np.float32)
+    grad = np.empty_like(coef)
+
+    def epoch():
+        for start in range(0, MANY[0], BATCH):
+            xb = X[start : start + BATCH]
+            zb = z[: xb.shape[0]]
+            np.matmul(xb, coef.T, out=zb)
+            np.matmul(zb.T, xb, out=grad)
+
+    return epoch
+
+
+MANY_EPOCHS = {
+    "fastsoftmax SoftmaxRegression sgd": _many_fastsoftmax_epoch,
+    "floor: the two matrix products per batch": _many_floor_epoch,
+}
+
+
+@pytest.mark.parametrize("impl", list(MANY_EPOCHS))
+def bench_many_classes_sgd_epoch(benchmark, impl):
+    n, d, c = MANY
+    benchmark.group = f"one SGD epoch, {n} x {d} float32, {c} classes, batch {BATCH}"
+    epoch = MANY_EPOCHS[impl]()
+    benchmark.pedantic(epoch, rounds=5, warmup_rounds=1)

@@ -51,6 +51,7 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_matches_the_logits_reference(name, dtype, block_bytes, monkeypatch):
     monkeypatch.setattr(_linear_cross_entropy, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(_linear_cross_entropy, "MIN_BLOCK_ROWS", 1)
     # many blocks: the weight gradient is accumulated 5 (float64) or 10 rows at a time
     monkeypatch.setattr(_linear_cross_entropy, "ACCUMULATE_BYTES", min(block_bytes, 5 * 9 * 8))
     case = dict(CASES[name])
@@ -104,6 +105,7 @@ def test_lse_is_that_of_the_logits():
 @pytest.mark.parametrize("block_bytes", [2**30, 3 * 13 * 8], ids=["one block", "many blocks"])
 def test_argmax_is_that_of_the_logits(block_bytes, monkeypatch):
     monkeypatch.setattr(_linear_cross_entropy, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(_linear_cross_entropy, "MIN_BLOCK_ROWS", 1)
     rng = np.random.default_rng(2)
     # Small integers: the logits are exact and often tie (the first index wins).
     x = rng.integers(-2, 3, size=(6, 7, 4)).astype(np.float64)
@@ -199,6 +201,7 @@ def _parts(cuts, x, w, t, b, g, with_grad, **case):
 @pytest.mark.parametrize("name", list(SPLIT_CASES))
 def test_a_split_vocabulary_adds_up_to_the_whole(name, dtype, block_bytes, monkeypatch):
     monkeypatch.setattr(_linear_cross_entropy, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(_linear_cross_entropy, "MIN_BLOCK_ROWS", 1)
     case = dict(SPLIT_CASES[name])
     rng = np.random.default_rng(hash(name) % 2**32)
     shape = case.pop("shape", (40,))
@@ -261,3 +264,34 @@ def test_a_split_vocabulary_names_what_it_refuses():
         fs.linear_cross_entropy(x, w, np.full((4, 5), 0.2), lse=lse)
     with pytest.raises(ValueError, match="z_loss"):
         fs.linear_cross_entropy(x, w, t, total_classes=10, lse=lse, z_loss=-1.0)
+
+
+def test_block_bytes_sets_the_rows_of_a_block(monkeypatch):
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((300, 6)), rng.standard_normal((50, 6))
+    t = rng.integers(0, 50, 300)
+    seen = []
+    real = _linear_cross_entropy._block
+
+    def spy(z, *args):
+        seen.append(z.shape[0])
+        return real(z, *args)
+
+    monkeypatch.setattr(_linear_cross_entropy, "_block", spy)
+    want = reference_all(x, w, t, None, None)
+    # By default 32 MiB, but never fewer than 256 rows (here 10 rows' worth).
+    monkeypatch.setattr(_linear_cross_entropy, "BLOCK_BYTES", 50 * 8 * 10)
+    for block_bytes, rows in [(None, [256, 44]), (50 * 8 * 7, [7] * 42 + [6]), (1, [1] * 300)]:
+        seen.clear()
+        got = fs.linear_cross_entropy_with_grad(x, w, t, block_bytes=block_bytes)
+        assert seen == rows
+        for a, e in zip(got[:3], want[:3]):
+            np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-12)
+    seen.clear()
+    lse = fs.linear_logsumexp(x, w, block_bytes=50 * 8 * 100)
+    assert seen == [100] * 3
+    np.testing.assert_allclose(lse, lse_of(x @ w.T), rtol=1e-12)
+    with pytest.raises(ValueError, match="block_bytes must be > 0"):
+        fs.linear_cross_entropy(x, w, t, block_bytes=0)
+    with pytest.raises(TypeError, match="block_bytes must be an int"):
+        fs.linear_cross_entropy(x, w, t, block_bytes=1e6)

@@ -1,9 +1,9 @@
 """linear_cross_entropy: a linear layer's logits and their cross-entropy, fused.
 
 ``cross_entropy(input @ linear_weight.T + linear_bias, target)`` without the
-N x V logits: rows go through in blocks whose logits (at most about 32 MiB,
-so that they stay in the last-level cache) are computed by one matrix
-product, turned into their own gradient in place by the fused kernel, and
+N x V logits: rows go through in blocks whose logits (about 32 MiB by
+default, so that they stay in the last-level cache, and at least 256 rows)
+are computed by one matrix product, turned into their own gradient in place by the fused kernel, and
 multiplied back into the gradients of ``input`` and ``linear_weight``. The
 three matrix products are the ones a plain forward and backward make; the
 block of logits is the only buffer of size V.
@@ -22,8 +22,13 @@ from fastsoftmax._xent import REDUCTIONS, _Call, _positive, _real_in
 
 __all__ = ["linear_cross_entropy", "linear_cross_entropy_with_grad", "linear_logsumexp"]
 
-# Bytes of logits per block: about the last-level cache of a core pair.
+# Bytes of logits per block by default: about the last-level cache of a core
+# pair; but at least MIN_BLOCK_ROWS rows. With fewer, each block streams the
+# whole weight and its gradient through memory for too little arithmetic:
+# at 512 x 1024 x 128256 float32, blocks of 65 rows (32 MiB) took 1.96 times
+# the three matrix products alone, of 261 rows (128 MiB) 1.06 times.
 BLOCK_BYTES = 32 * 2**20
+MIN_BLOCK_ROWS = 256
 # Rows of the weight gradient accumulated at a time: the product of a block
 # goes through a temporary of at most this many bytes, not one of the weight's
 # size (62 MiB at 32000 x 512 float32).
@@ -47,6 +52,7 @@ def linear_cross_entropy(
     class_offset: int = 0,
     total_classes: int | None = None,
     lse: ArrayLike | None = None,
+    block_bytes: int | None = None,
     n_threads: int | None = None,
 ) -> Any:
     """Cross-entropy of the logits ``input @ linear_weight.T + linear_bias``, never held whole.
@@ -102,6 +108,10 @@ def linear_cross_entropy(
         ``grad_linear_weight``. Class weights, ``label_smoothing`` and
         class-probability targets are refused with it, and so is
         ``return_argmax``.
+    block_bytes : int, optional
+        The most bytes of logits a block of rows may take (at least one row
+        is taken). None: 32 MiB, or 256 rows where those take more (fewer
+        rows slow the matrix products down).
     n_threads : int, optional
         OpenMP threads of the cross-entropy kernel; None follows
         ``OMP_NUM_THREADS`` and threadpoolctl (NumPy's BLAS has its own).
@@ -117,14 +127,15 @@ def linear_cross_entropy(
 
     Notes
     -----
-    Rows go through in blocks whose logits take at most 32 MiB, so that a
-    block stays in the last-level cache: that block is the only buffer a
-    call allocates whose size grows with n_classes.
+    Rows go through in blocks whose logits take at most ``block_bytes``:
+    that block is the only buffer a call allocates whose size grows with
+    n_classes.
     """
     run = _Run(
         input, linear_weight, target, linear_bias, weight, ignore_index, reduction,
         label_smoothing, z_loss, softcap, n_threads, with_grad=False, grad_output=None,
         with_argmax=return_argmax, split=(class_offset, total_classes, lse),
+        block_bytes=block_bytes,
     )  # fmt: skip
     extra = ((run.lse,) if return_lse else ()) + ((run.argmax,) if return_argmax else ())
     return (run.loss,) + extra if extra else run.loss
@@ -148,6 +159,7 @@ def linear_cross_entropy_with_grad(
     class_offset: int = 0,
     total_classes: int | None = None,
     lse: ArrayLike | None = None,
+    block_bytes: int | None = None,
     n_threads: int | None = None,
 ) -> tuple[Any, ...]:
     """The loss of :func:`linear_cross_entropy` and the gradients of its inputs.
@@ -193,6 +205,10 @@ def linear_cross_entropy_with_grad(
         Each sample's log-sum-exp over the whole vocabulary: the call then
         returns this part's share of the loss and of the gradients, as in
         :func:`linear_cross_entropy`.
+    block_bytes : int, optional
+        The most bytes of logits a block of rows may take (at least one row
+        is taken). None: 32 MiB, or 256 rows where those take more (as in
+        :func:`linear_cross_entropy`).
     n_threads : int, optional
         OpenMP threads of the cross-entropy kernel.
 
@@ -214,7 +230,7 @@ def linear_cross_entropy_with_grad(
     Notes
     -----
     Memory beyond the inputs and the gradients: a block of logits of at most
-    32 MiB, turned into its own gradient in place, and a temporary of at most
+    ``block_bytes``, turned into its own gradient in place, and a temporary of at most
     4 MiB through which each later block's share of ``grad_linear_weight`` is
     added, a slice of rows at a time.
     """
@@ -222,6 +238,7 @@ def linear_cross_entropy_with_grad(
         input, linear_weight, target, linear_bias, weight, ignore_index, reduction,
         label_smoothing, z_loss, softcap, n_threads, with_grad=True, grad_output=grad_output,
         with_argmax=return_argmax, split=(class_offset, total_classes, lse),
+        block_bytes=block_bytes,
     )  # fmt: skip
     result = (run.loss, run.grad_input, run.grad_weight, run.grad_bias)
     return result + ((run.lse,) if return_lse else ()) + ((run.argmax,) if return_argmax else ())
@@ -233,6 +250,7 @@ def linear_logsumexp(
     *,
     linear_bias: ArrayLike | None = None,
     softcap: float | None = None,
+    block_bytes: int | None = None,
     n_threads: int | None = None,
 ) -> Any:
     """Each sample's log-sum-exp of ``input @ linear_weight.T + linear_bias``, never held whole.
@@ -254,6 +272,10 @@ def linear_logsumexp(
         The linear layer's bias.
     softcap : float > 0, optional
         Of the logits ``softcap * tanh(logits / softcap)``.
+    block_bytes : int, optional
+        The most bytes of logits a block of rows may take (at least one row
+        is taken). None: 32 MiB, or 256 rows where those take more (as in
+        :func:`linear_cross_entropy`).
     n_threads : int, optional
         OpenMP threads of the kernel.
 
@@ -287,7 +309,7 @@ def linear_logsumexp(
     target = np.full(x.shape[:-1], -1, dtype=np.int64)  # every row ignored: lse alone
     run = _Run(
         x, linear_weight, target, linear_bias, None, -1, "sum", 0.0, 0.0, softcap, n_threads,
-        with_grad=False, grad_output=None,
+        with_grad=False, grad_output=None, block_bytes=block_bytes,
     )  # fmt: skip
     return run.lse64
 
@@ -298,7 +320,7 @@ class _Run:
     def __init__(
         self, input, linear_weight, target, linear_bias, weight, ignore_index, reduction,
         label_smoothing, z_loss, softcap, n_threads, with_grad, grad_output, with_argmax=False,
-        split=(0, None, None),
+        split=(0, None, None), block_bytes=None,
     ):  # fmt: skip
         n_threads = check_n_threads(n_threads)
         x = np.asarray(input)
@@ -374,7 +396,7 @@ class _Run:
         else:
             loss_rows = np.empty(n, dtype=np.float64)
             lse_rows = np.empty(n, dtype=np.float64)
-        block = max(1, min(n, BLOCK_BYTES // max(1, n_classes * x.itemsize)))
+        block = _block_rows(n, n_classes * x.itemsize, block_bytes)
         # A part of a split vocabulary has one more column (see _part_block).
         width = n_classes + (vocab.lse is not None)
         z_buf = np.empty((min(block, n), width), dtype=x.dtype)
@@ -508,6 +530,18 @@ class _Part:
             zy = softcap * np.tanh(zy / softcap)
         rows[own] = (lse - zy) + z_loss * lse * lse
         return rows
+
+
+def _block_rows(n, row_bytes, block_bytes):
+    """Rows per block: from the caller's budget, else the default one."""
+    if block_bytes is None:
+        rows = max(BLOCK_BYTES // row_bytes, MIN_BLOCK_ROWS)
+    else:
+        budget = _index("block_bytes", block_bytes)
+        if budget <= 0:
+            raise ValueError(f"block_bytes must be > 0, got {budget}")
+        rows = budget // row_bytes
+    return max(1, min(n, rows))
 
 
 def _index(name, value):
