@@ -25,6 +25,19 @@ def reference_all(x, w, t, b, grad_output, **options):
     return loss, gx, grad.T @ x64.reshape(-1, x.shape[-1]), grad.sum(axis=0)
 
 
+def _blocks(monkeypatch, block_bytes):
+    """Blocks of at most block_bytes of logits, however few rows they hold."""
+    monkeypatch.setattr(_linear_cross_entropy, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(_linear_cross_entropy, "MIN_BLOCK_ROWS", 1)
+
+
+def _problem(rng, shape, dtype, n_classes, scale, n_features=9):
+    """Features, weights and class targets of random values."""
+    x = rng.standard_normal(shape + (n_features,)).astype(dtype)
+    w = (scale * rng.standard_normal((n_classes, n_features))).astype(dtype)
+    return x, w, rng.integers(0, n_classes, size=shape)
+
+
 CASES = {
     "plain": dict(),
     "bias": dict(bias=True),
@@ -50,17 +63,14 @@ CASES = {
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", list(CASES))
 def test_matches_the_logits_reference(name, dtype, block_bytes, monkeypatch):
-    monkeypatch.setattr(_linear_cross_entropy, "BLOCK_BYTES", block_bytes)
-    monkeypatch.setattr(_linear_cross_entropy, "MIN_BLOCK_ROWS", 1)
+    _blocks(monkeypatch, block_bytes)
     # many blocks: the weight gradient is accumulated 5 (float64) or 10 rows at a time
     monkeypatch.setattr(_linear_cross_entropy, "ACCUMULATE_BYTES", min(block_bytes, 5 * 9 * 8))
     case = dict(CASES[name])
     rng = np.random.default_rng(hash(name) % 2**32)
     shape = case.pop("shape", (40,))
-    n_features, n_classes = 9, 13
-    x = rng.standard_normal(shape + (n_features,)).astype(dtype)
-    w = (0.5 * rng.standard_normal((n_classes, n_features))).astype(dtype)
-    t = rng.integers(0, n_classes, size=shape)
+    n_classes = 13
+    x, w, t = _problem(rng, shape, dtype, n_classes, 0.5)
     if case.pop("all_ignored", False):
         t[...] = 0
     probs = case.pop("probs", None)
@@ -104,8 +114,7 @@ def test_lse_is_that_of_the_logits():
 
 @pytest.mark.parametrize("block_bytes", [2**30, 3 * 13 * 8], ids=["one block", "many blocks"])
 def test_argmax_is_that_of_the_logits(block_bytes, monkeypatch):
-    monkeypatch.setattr(_linear_cross_entropy, "BLOCK_BYTES", block_bytes)
-    monkeypatch.setattr(_linear_cross_entropy, "MIN_BLOCK_ROWS", 1)
+    _blocks(monkeypatch, block_bytes)
     rng = np.random.default_rng(2)
     # Small integers: the logits are exact and often tie (the first index wins).
     x = rng.integers(-2, 3, size=(6, 7, 4)).astype(np.float64)
@@ -200,15 +209,12 @@ def _parts(cuts, x, w, t, b, g, with_grad, **case):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", list(SPLIT_CASES))
 def test_a_split_vocabulary_adds_up_to_the_whole(name, dtype, block_bytes, monkeypatch):
-    monkeypatch.setattr(_linear_cross_entropy, "BLOCK_BYTES", block_bytes)
-    monkeypatch.setattr(_linear_cross_entropy, "MIN_BLOCK_ROWS", 1)
+    _blocks(monkeypatch, block_bytes)
     case = dict(SPLIT_CASES[name])
     rng = np.random.default_rng(hash(name) % 2**32)
     shape = case.pop("shape", (40,))
-    n_features, n_classes = 9, 23
-    x = rng.standard_normal(shape + (n_features,)).astype(dtype)
-    w = (0.7 * rng.standard_normal((n_classes, n_features))).astype(dtype)
-    t = rng.integers(0, n_classes, size=shape)
+    n_classes = 23
+    x, w, t = _problem(rng, shape, dtype, n_classes, 0.7)
     t.reshape(-1)[:3] = case.get("ignore_index", -100)
     b = rng.standard_normal(n_classes).astype(dtype) if case.pop("bias", False) else None
     g = case.pop("grad_output", None)
@@ -229,7 +235,7 @@ def test_a_split_vocabulary_adds_up_to_the_whole(name, dtype, block_bytes, monke
     np.testing.assert_allclose(sum(losses), want[0], rtol=rtol, atol=atol)
     np.testing.assert_allclose(sum(p[1] for p in parts), want[1], rtol=rtol, atol=atol)
     for i, (a, c) in enumerate(zip(cuts, cuts[1:])):
-        assert parts[i][2].shape == (c - a, n_features) and parts[i][2].dtype == dtype
+        assert parts[i][2].shape == (c - a, x.shape[-1]) and parts[i][2].dtype == dtype
         np.testing.assert_allclose(parts[i][2], want[2][a:c], rtol=rtol, atol=atol)
         if b is not None:
             np.testing.assert_allclose(parts[i][3], want[3][a:c], rtol=rtol, atol=atol)
