@@ -192,21 +192,24 @@ def _torch_epoch():
     return epoch, accuracy
 
 
-def _floor_epoch():
-    """The two matrix products of every batch, and nothing else."""
-    X, _, _ = mnist_sized()
-    coef = np.zeros((N_CLASSES, N_PIXELS), dtype=np.float32)
-    z = np.empty((BATCH, N_CLASSES), dtype=np.float32)
+def _products_epoch(X, n_classes):
+    """An epoch of the two matrix products of every batch, and nothing else."""
+    coef = np.zeros((n_classes, X.shape[1]), dtype=np.float32)
+    z = np.empty((BATCH, n_classes), dtype=np.float32)
     grad = np.empty_like(coef)
 
     def epoch():
-        for start in range(0, N_TRAIN, BATCH):
+        for start in range(0, X.shape[0], BATCH):
             xb = X[start : start + BATCH]
             zb = z[: xb.shape[0]]
             np.matmul(xb, coef.T, out=zb)
             np.matmul(zb.T, xb, out=grad)
 
-    return epoch, None
+    return epoch
+
+
+def _floor_epoch():
+    return _products_epoch(mnist_sized()[0], N_CLASSES), None
 
 
 MNIST_EPOCHS = {
@@ -310,20 +313,7 @@ def _many_fastsoftmax_epoch():
 
 
 def _many_floor_epoch():
-    """The two matrix products of every batch, and nothing else."""
-    X, _ = many_classes()
-    coef = np.zeros((MANY[2], MANY[1]), dtype=np.float32)
-    z = np.empty((BATCH, MANY[2]), dtype=np.float32)
-    grad = np.empty_like(coef)
-
-    def epoch():
-        for start in range(0, MANY[0], BATCH):
-            xb = X[start : start + BATCH]
-            zb = z[: xb.shape[0]]
-            np.matmul(xb, coef.T, out=zb)
-            np.matmul(zb.T, xb, out=grad)
-
-    return epoch
+    return _products_epoch(many_classes()[0], MANY[2])
 
 
 MANY_EPOCHS = {

@@ -387,29 +387,29 @@ class _Run:
                     f"position {tuple(int(i) for i in pos)} (ignore_index={ignore_index})"
                 )
         scale = self._scale(reduction, grad_output, kept_weight, sample_shape)
+        # Rows whose logits go through blocks: a part's loss alone needs none.
+        through = 0 if vocab.lse is not None and not with_grad else n
         if vocab.lse is not None:
             t1 = vocab.local_targets(t1, ignore_index)
             loss_rows = vocab.loss_rows(x2, w, b, t1, z_loss, softcap)
             lse_rows = vocab.lse
-            if not with_grad:
-                n = 0  # the loss needs no logits: no blocks
         else:
             loss_rows = np.empty(n, dtype=np.float64)
             lse_rows = np.empty(n, dtype=np.float64)
-        block = _block_rows(n, n_classes * x.itemsize, block_bytes)
+        block = _block_rows(through, n_classes * x.itemsize, block_bytes)
         # A part of a split vocabulary has one more column (see _part_block).
         width = n_classes + (vocab.lse is not None)
-        z_buf = np.empty((min(block, n), width), dtype=x.dtype)
+        z_buf = np.empty((min(block, through), width), dtype=x.dtype)
         argmax_rows = np.empty(n, dtype=np.intp) if with_argmax else None
         if with_grad:
             grad_x = np.empty_like(x2)
             grad_w = np.zeros_like(w)
             grad_b = None if b is None else np.zeros(n_classes, dtype=np.float64)
             w_rows = max(1, min(n_classes, ACCUMULATE_BYTES // max(1, w.shape[1] * x.itemsize)))
-            tmp_w = np.empty((w_rows, w.shape[1]), dtype=x.dtype) if n > block else None
+            tmp_w = np.empty((w_rows, w.shape[1]), dtype=x.dtype) if through > block else None
         options = (w_cls, ignore_index, label_smoothing, z_loss, softcap, n_threads)
-        for start in range(0, n, block):
-            stop = min(start + block, n)
+        for start in range(0, through, block):
+            stop = min(start + block, through)
             z = z_buf[: stop - start, :n_classes]
             np.matmul(x2[start:stop], w.T, out=z)
             if b is not None:
@@ -513,16 +513,18 @@ class _Part:
         for ignored ones, and n_classes (the extra column) for classes of
         other parts."""
         local = t - self.offset
-        self.ignored = t == ignore_index
-        self.own = ~self.ignored & (local >= 0) & (local < self.n_classes)
-        return np.where(self.own, local, np.where(self.ignored, -1, self.n_classes))
+        ignored = t == ignore_index
+        own = ~ignored & (local >= 0) & (local < self.n_classes)
+        return np.where(own, local, np.where(ignored, -1, self.n_classes))
 
     def loss_rows(self, x, w, b, t, z_loss, softcap):
-        """This part's share of each sample's loss: lse - z_target + z_loss
-        lse^2 where the target is one of its classes, else 0; the target's
-        logit by a dot product of its own (float64)."""
+        """This part's share of each sample's loss, from the targets of
+        local_targets: lse - z_target + z_loss lse^2 where the target is one
+        of its classes, else 0; the target's logit by a dot product of its
+        own (float64)."""
         rows = np.zeros(x.shape[0], dtype=np.float64)
-        own, lse = self.own, self.lse[self.own]
+        own = (t >= 0) & (t < self.n_classes)
+        lse = self.lse[own]
         zy = np.einsum("ij,ij->i", x[own], w[t[own]], dtype=np.float64)
         if b is not None:
             zy += b[t[own]]
