@@ -100,13 +100,19 @@ FS_INLINE fs_strip fs_strip_at(const fs_plan *p, fs_index inner, fs_index task)
 #define FS_SUF f64
 #include "fs_instance.h"
 
-/* Floats between two threads' rows of scratch: the row rounded up to whole
- * 64-byte lines, and one line more, so that no line is written by two
- * threads (with a shared line, 2 threads of a C = 100 softmax took as long
- * as 1). */
+/* n floats rounded up to whole 64-byte lines. */
+static fs_index fs_scratch_row(fs_index n)
+{
+    return ((n + 15) / 16) * 16;
+}
+
+/* Floats between two threads' scratch: the row, a float per FS_SUM_BLOCK
+ * block of it (the streaming rows of staged.h keep each block's maximum
+ * there), and one line more, so that no line is written by two threads
+ * (with a shared line, 2 threads of a C = 100 softmax took as long as 1). */
 static fs_index fs_scratch_stride(fs_index n)
 {
-    return ((n + 15) / 16) * 16 + 16;
+    return fs_scratch_row(n) + fs_scratch_row(n / FS_SUM_BLOCK + 1) + 16;
 }
 
 /* The 2-byte dtypes, computed by the float32 bodies above. */

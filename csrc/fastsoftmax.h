@@ -237,8 +237,11 @@ fs_index fs_xent_scratch(const fs_xent_batch *b);
     void fs_math_eval_##SUF(int fn, const T *x, T *y, fs_index n);
 FS_FOR_EACH_DTYPE(FS_DECLARE)
 #undef FS_DECLARE
-#define FS_DECLARE(SUF)                                                   \
-    void fs_softmax_task_##SUF(const fs_softmax_batch *b, fs_index task); \
+#define FS_DECLARE(SUF)                                                                            \
+    void fs_softmax_task_##SUF(const fs_softmax_batch *b, fs_index task);                          \
+    int fs_softmax_stream_row_##SUF(const uint16_t *x, fs_index n, float *e, uint16_t *y, int op); \
+    int fs_xent_stream_row_##SUF(const fs_xent_opts *o, const uint16_t *x, int64_t t, double g,    \
+                                 float *e, uint16_t *grad, double *loss, double *lse);             \
     void fs_xent_task_##SUF(const fs_xent_batch *b, fs_index task);
 FS_FOR_EACH_HALF(FS_DECLARE)
 #undef FS_DECLARE

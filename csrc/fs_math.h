@@ -47,6 +47,14 @@
 #define FS_INLINE static inline __attribute__((always_inline))
 #endif
 
+/* A hint to fetch the line at p into the cache (nothing where there is no
+ * such builtin); it never faults. */
+#if defined(__GNUC__) || defined(__clang__)
+#define FS_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define FS_PREFETCH(p) ((void)(p))
+#endif
+
 FS_INLINE float fs_bits_to_f32(int32_t i)
 {
     float f;
@@ -242,7 +250,8 @@ FS_INLINE double fs_log1p_f64(double q)
 /*
  * Long sums: each block of FS_SUM_BLOCK terms is summed in SIMD lanes (in
  * double, for float too: a float accumulator loses up to FS_SUM_BLOCK ulp
- * where the loop is not vectorised), and the block sums are added with
+ * where the loop is not vectorised; the sums of exps add a few terms in
+ * float before each double addition, reduce.h), and the block sums are added with
  * Kahan's compensation, so the rounding error stays at a few ulp however
  * long the row (as NumPy's pairwise sum). Blocks are fixed by position, so
  * a row's sums never depend on the thread that computes it. 1024 rather

@@ -86,6 +86,150 @@ FS_INLINE void FS_HLOCAL(tile_out)(const float *xt, fs_index nr, fs_index n, uin
             y[r * yrs + c] = FS_H_STORE(xt[c * FS_TILE + r]);
 }
 
+/*
+ * Streaming rows: softmax, log_softmax and the plain cross-entropy of a
+ * unit-stride row in one sweep over its blocks of FS_SUM_BLOCK and one over
+ * the float32 row on scratch e. The first widens each block into a buffer
+ * that stays in L1 (prefetching two blocks ahead), takes the block's maximum
+ * bm[k] and its exps from that maximum (kept in e, or for log_softmax the
+ * widened scores are), and adds the blocks' sums up by their maxima into the
+ * row's maximum m and sum s; the second scales each block of exps by
+ * exp(bm[k] - m) / s and rounds it once into the output. The 2-byte row is
+ * then read once and the float32 one written once and read once, where the
+ * staged row (widen, max, exps, gradient, round) passes over it five times.
+ * Exps from the block's maximum rather than the row's add one rounding of a
+ * float32 product, far below a 2-byte ulp.
+ *
+ * stream_sums returns 0, having written only scratch, for a row with a block
+ * whose maximum is not finite (+inf, or a block of -inf or NaN alone): such
+ * rows take the staged row and its special values.
+ */
+#define FS_KEEP_NONE 0 /* the sums alone (a loss without its gradient) */
+#define FS_KEEP_EXPS 1
+#define FS_KEEP_SCORES 2
+
+FS_INLINE int FS_HLOCAL(stream_sums)(const uint16_t *x, fs_index n, float *e, float *bm,
+                                     const int keep, float *m, double *s)
+{
+    float buf[FS_SUM_BLOCK];
+    const fs_index ahead = 2 * FS_SUM_BLOCK, line = 32; /* 2-byte values in a 64-byte line */
+    float row_m = 0.0f;
+    double row_s = 0.0;
+    fs_index k = 0;
+    for (fs_index i = 0; i < ahead && i < n; i += line)
+        FS_PREFETCH(x + i);
+    FS_BLOCKS(b0, b1, n) {
+        const fs_index len = b1 - b0;
+        for (fs_index i = b0 + ahead; i < b1 + ahead && i < n; i += line)
+            FS_PREFETCH(x + i);
+        float *xb = keep == FS_KEEP_SCORES ? e + b0 : buf;
+        FS_HLOCAL(widen)(x + b0, len, 1, xb);
+        float lo;
+        const float mb = row_range_f32(xb, len, 1, &lo);
+        if (!isfinite(mb))
+            return 0;
+        const int fast = all_fast_f32(lo, mb, mb);
+        double sb;
+        if (keep == FS_KEEP_EXPS)
+            sb = fast ? exp_block_f32(xb, 0, len, 1, mb, e + b0, 1, 1, 1, 1)
+                      : exp_block_f32(xb, 0, len, 1, mb, e + b0, 1, 0, 1, 1);
+        else
+            sb = fast ? exp_block_f32(xb, 0, len, 1, mb, NULL, 0, 1, 0, 1)
+                      : exp_block_f32(xb, 0, len, 1, mb, NULL, 0, 0, 0, 1);
+        if (k == 0) {
+            row_m = mb;
+            row_s = sb;
+        } else if (mb > row_m) { /* the sum so far, rescaled to the new maximum */
+            row_s = row_s * fs_exp_f64((double)row_m - (double)mb) + sb;
+            row_m = mb;
+        } else {
+            row_s += sb * fs_exp_f64((double)mb - (double)row_m);
+        }
+        bm[k++] = mb;
+    }
+    *m = row_m;
+    *s = row_s;
+    return 1;
+}
+
+/* Block k's factor: f exp(bm[k] - m), in float32. */
+FS_INLINE float FS_HLOCAL(stream_factor)(const float *bm, fs_index k, float m, double f)
+{
+    return (float)(f * fs_exp_f64((double)bm[k] - (double)m));
+}
+
+/* y = e times its block's factor, rounded once. */
+FS_INLINE void FS_HLOCAL(stream_scale)(const float *e, fs_index n, const float *bm, float m,
+                                       double f, uint16_t *y)
+{
+    fs_index k = 0;
+    FS_BLOCKS(b0, b1, n) {
+        const float fb = FS_HLOCAL(stream_factor)(bm, k++, m, f);
+        FS_SIMD()
+        for (fs_index i = b0; i < b1; i++)
+            y[i] = FS_H_STORE(e[i] * fb);
+    }
+}
+
+/* softmax or log_softmax of a streaming row into y (which may be x); 0: the
+ * row is not one (nothing written). Compiled apart, as the float32 rows. */
+FS_DISPATCH int FS_HCAT(fs_softmax_stream_row_)(const uint16_t *x, fs_index n, float *e,
+                                                uint16_t *y, int op)
+{
+    float *bm = e + fs_scratch_row(n), m;
+    double s;
+    if (!FS_HLOCAL(stream_sums)(x, n, e, bm, op == FS_SOFTMAX ? FS_KEEP_EXPS : FS_KEEP_SCORES, &m,
+                                &s))
+        return 0;
+    if (op == FS_SOFTMAX) {
+        FS_HLOCAL(stream_scale)(e, n, bm, m, 1.0 / s, y);
+        return 1;
+    }
+    const float log_s = (float)fs_log_row(s);
+    FS_SIMD()
+    for (fs_index i = 0; i < n; i++)
+        y[i] = FS_H_STORE((e[i] - m) - log_s);
+    return 1;
+}
+
+/*
+ * The plain cross-entropy of a streaming row (class-index target t, < 0
+ * ignored; no softcap, no smoothing: class weights change only the point
+ * mass): xent.h's formulas from the row's m and s. Loss into *loss, lse into
+ * *lse, the gradient scaled by g into grad unless it is NULL (grad may be x).
+ * 0: not a streaming row (nothing written).
+ */
+FS_DISPATCH int FS_HCAT(fs_xent_stream_row_)(const fs_xent_opts *o, const uint16_t *x, int64_t t,
+                                             double g, float *e, uint16_t *grad, double *loss,
+                                             double *lse)
+{
+    const fs_index n = o->n_classes;
+    float *bm = e + fs_scratch_row(n), m;
+    double s;
+    if (!FS_HLOCAL(stream_sums)(x, n, e, bm, grad ? FS_KEEP_EXPS : FS_KEEP_NONE, &m, &s))
+        return 0;
+    const double log_s = fs_log_row(s);
+    *lse = (double)m + log_s;
+    if (t < 0) { /* ignored target */
+        *loss = 0.0;
+        if (grad)
+            for (fs_index i = 0; i < n; i++)
+                grad[i] = 0; /* +0 in both dtypes */
+        return 1;
+    }
+    const float zy = FS_H_LOAD(x[t]); /* before grad, which may be x, is written */
+    const double point = o->weight ? o->weight[t] : 1.0;
+    *loss = xent_loss_f32(point, (double)m - (double)zy, 0, 0.0, 0.0, log_s, *lse, o->z_loss);
+    if (!grad)
+        return 1;
+    const double a = xent_coef_f32(g, point, 0.0, *lse, o->z_loss) / s;
+    FS_HLOCAL(stream_scale)(e, n, bm, m, a, grad);
+    /* the gradient at t before its point mass, then with it */
+    const float at = e[t] * FS_HLOCAL(stream_factor)(bm, t / FS_SUM_BLOCK, m, a);
+    grad[t] = FS_H_STORE(at - (float)(g * point));
+    return 1;
+}
+
 FS_DISPATCH void FS_HCAT(fs_softmax_task_)(const fs_softmax_batch *b, fs_index task)
 {
     const uint16_t *x = (const uint16_t *)b->x.p;
@@ -108,8 +252,14 @@ FS_DISPATCH void FS_HCAT(fs_softmax_task_)(const fs_softmax_batch *b, fs_index t
         return;
     }
     float *row = b->scratch + (fs_index)fs_thread_num() * fs_scratch_stride(n);
+    const int stream = b->op != FS_LOGSUMEXP && b->x.s1 == 1 && b->y.s1 == 1;
     fs_row_walk rw = fs_walk_from(r0, b->inner);
     for (fs_index r = r0; r < r1; r++, fs_walk_next(&rw)) {
+        if (stream
+            && FS_HCAT(fs_softmax_stream_row_)(x + fs_walk_offset(&rw, &b->x), n, row,
+                                               (uint16_t *)b->y.p + fs_walk_offset(&rw, &b->y),
+                                               b->op))
+            continue;
         FS_HLOCAL(widen_row)(x + fs_walk_offset(&rw, &b->x), n, b->x.s1, row);
         const float v = fs_softmax_row_f32(row, n, 1, row, 1, b->op);
         if (b->op == FS_LOGSUMEXP)
@@ -148,16 +298,22 @@ FS_DISPATCH void FS_HCAT(fs_xent_task_)(const fs_xent_batch *b, fs_index task)
     float *row = b->scratch + (fs_index)fs_thread_num() * fs_scratch_stride(n);
     fs_xent_batch fb = *b;
     fb.x.s1 = fb.grad.s1 = 1;
+    const int stream = b->target.p && !b->lse_in.p && b->o.softcap == 0.0 && b->o.smoothing == 0.0
+                       && b->x.s1 == 1 && (!grad || b->grad.s1 == 1);
     for (fs_index r = r0; r < r1; r++, fs_walk_next(&rw)) {
         uint16_t *gr = grad ? grad + fs_walk_offset(&rw, &b->grad) : NULL;
         const xent_target_f32 tg = target_of_f32(b, &rw);
         const double g = scale_of_f32(b, &rw);
+        double lse_row; /* where the caller keeps no lse */
+        if (stream
+            && FS_HCAT(fs_xent_stream_row_)(&b->o, x + fs_walk_offset(&rw, &b->x), tg.t, g, row, gr,
+                                            &b->loss[r], b->lse ? &b->lse[r] : &lse_row))
+            continue;
         FS_HLOCAL(widen_row)(x + fs_walk_offset(&rw, &b->x), n, b->x.s1, row);
         if (b->lse_in.p) {
             const double lse = ((const double *)b->lse_in.p)[fs_walk_offset(&rw, &b->lse_in)];
             fs_xent_backward_row_f32(&fb, row, tg, lse, g, row);
         } else {
-            double lse_row; /* where the caller keeps no lse */
             b->loss[r] = fs_xent_forward_row_f32(&fb, row, tg, g, gr ? row : NULL,
                                                  b->lse ? &b->lse[r] : &lse_row);
         }
@@ -173,3 +329,6 @@ FS_DISPATCH void FS_HCAT(fs_xent_task_)(const fs_xent_batch *b, fs_index task)
 #undef FS_H_SUF
 #undef FS_H_LOAD
 #undef FS_H_STORE
+#undef FS_KEEP_NONE
+#undef FS_KEEP_EXPS
+#undef FS_KEEP_SCORES

@@ -178,8 +178,8 @@ FS_INLINE void FS_LOCAL(xent_sums)(const FS_T *x, fs_index xs, FS_LOCAL(xent_tar
         const int fast = fast_row || FS_LOCAL(fast_range)(bz, 0, len, bzs, shift);
         const int st = store && !capped;
         FS_T *bg = st ? grad + b0 * gs : NULL;
-        fs_sum_add(&sum, fast ? FS_LOCAL(exp_block)(bz, 0, len, bzs, shift, bg, gs, 1, st)
-                              : FS_LOCAL(exp_block)(bz, 0, len, bzs, shift, bg, gs, 0, st));
+        fs_sum_add(&sum, fast ? FS_LOCAL(exp_block)(bz, 0, len, bzs, shift, bg, gs, 1, st, 0)
+                              : FS_LOCAL(exp_block)(bz, 0, len, bzs, shift, bg, gs, 0, st, 0));
     }
     *s_out = sum.s;
     *U_out = U.s;

@@ -238,6 +238,59 @@ def test_special_values(dtype, n_classes):
     np.testing.assert_array_equal(grad.view(np.uint16), grad32.astype(dtype).view(np.uint16))
 
 
+def long_rows(dtype):
+    """Rows of 2500 classes (three blocks of the streaming rows, csrc/staged.h)
+    whose blocks' maxima rise, fall, or hold a special value."""
+    largest_bits = 0x7BFF if dtype == np.float16 else 0x7F7F
+    info_max = float(np.array([largest_bits], np.uint16).view(dtype)[0])
+    x = scores((12, 2500), dtype, seed=12).astype(np.float64)
+    x[0] += np.repeat([0.0, 4.0, 9.0], [1024, 1024, 452])  # rising maxima
+    x[1] += np.repeat([9.0, 4.0, 0.0], [1024, 1024, 452])  # falling
+    x[2, 1024:2048] -= 60.0  # a block far below the others
+    x[3, 2100] = np.inf  # the last block's maximum is +inf: the staged row
+    x[4, 2048:] = -np.inf  # a block of -inf alone: staged
+    x[5, 1500] = -np.inf  # one -inf: streamed, through the accurate exp
+    x[6, 2400] = np.nan
+    x[7, :1024] = np.nan  # a block of NaN alone: staged
+    x[8, 700] = info_max
+    x[9, :1024] -= 100.0  # exps of a whole block underflow against the row's maximum
+    x[10, 1100] = -info_max
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", HALVES)
+def test_streaming_rows_of_many_blocks(dtype):
+    """Long rows are computed block by block, each block's exps from its own
+    maximum and rescaled after: within one ulp of the float32 computation
+    rounded once, special values included, and of float64 where finite."""
+    x = long_rows(dtype)
+    x32, x64 = x.astype(np.float32), x.astype(np.float64)
+    for name in ["softmax", "log_softmax"]:
+        got = getattr(fs, name)(x, axis=1)
+        d = ulps(got, getattr(fs, name)(x32, axis=1).astype(np.float64), dtype)
+        assert d.max() <= 1, (name, np.argwhere(d > 1)[:5])
+        rows = [0, 1, 2, 5, 8, 9, 10]
+        assert_within_one_ulp(got[rows], getattr(reference, name)(x64[rows], 1), dtype)
+        y = x.copy()  # in place
+        assert getattr(fs, name)(y, axis=1, out=y) is y
+        np.testing.assert_array_equal(y.view(np.uint16), got.view(np.uint16))
+    t = np.array([5, 2000, 1030, 2100, 100, 1500, 0, 3, 700, 10, 2499, 1024])
+    w = np.random.default_rng(13).random(2500) + 0.5
+    g = np.random.default_rng(14).standard_normal(12)
+    for kw in [{}, dict(weight=w, ignore_index=3), dict(z_loss=1e-3, grad_output=g)]:
+        kw = dict(kw, reduction="none")
+        loss, grad, lse = fs.cross_entropy_with_grad(x, t, return_lse=True, **kw)
+        loss32, grad32, lse32 = fs.cross_entropy_with_grad(x32, t, return_lse=True, **kw)
+        np.testing.assert_allclose(loss, loss32, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(lse, lse32, rtol=1e-6)
+        assert ulps(grad, grad32.astype(np.float64), dtype).max() <= 1, kw
+        fwd = {k: v for k, v in kw.items() if k != "grad_output"}
+        np.testing.assert_array_equal(fs.cross_entropy(x, t, **fwd), loss)
+        y = x.copy()
+        fs.cross_entropy_with_grad(y, t, inplace=True, **kw)
+        np.testing.assert_array_equal(y.view(np.uint16), grad.view(np.uint16))
+
+
 # --------------------------------------------------------------- cross-entropy
 
 XENT_OPTIONS = [
