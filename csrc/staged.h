@@ -4,17 +4,20 @@
  * FS_H_SUF (f16, bf16), FS_H_LOAD (bits -> float) and FS_H_STORE (float ->
  * bits, rounded to nearest even) defined.
  *
- * Each row (or tile of rows) is widened into float32 on the thread's own
+ * Softmax, log_softmax and plain cross-entropy rows of contiguous classes
+ * stream (below: a block at a time in L1, then one scaled pass). Every other
+ * row (or tile of rows) is widened into float32 on the thread's own
  * scratch, computed there by the float32 bodies, and each output element is
- * rounded once on the way back: so every value is computed in float32 from
- * the exact 2-byte inputs (sums in double, as for float32) and the results
- * are float32's, correctly rounded. Memory sees 2 bytes read and 2 written
+ * rounded once on the way back. Either way every value is computed in float32 from
+ * the exact 2-byte inputs (sums in double, as for float32) and each result
+ * is rounded once from float32. Memory sees 2 bytes read and 2 written
  * per element; the float32 copies of a row stay in the cache (a row of 128k
  * classes is 512 KiB). Losses, lse and logsumexp come out in float32 (or
  * double, as for every dtype); probability targets come as float32.
  *
- * Scratch: rows (FS_ROWS) use b->scratch, a row of floats for each thread of
- * the call (fs_scratch_stride apart), given by the caller; tiles use the stack. 2-byte batches are
+ * Scratch: rows (FS_ROWS) use b->scratch, a row of floats (and a float per
+ * block) for each thread of the call (fs_scratch_stride apart), given by the
+ * caller; tiles use the stack. 2-byte batches are
  * never planned as strips (fs_*_plan): their rows read across the inner axis.
  */
 
