@@ -115,15 +115,34 @@ static fs_index fs_scratch_stride(fs_index n)
     return fs_scratch_row(n) + fs_scratch_row(n / FS_SUM_BLOCK + 1) + 16;
 }
 
-/* The 2-byte dtypes, computed by the float32 bodies above. */
+/* The 2-byte dtypes, computed by the float32 bodies above; runs of them
+ * converted by the CPU's instructions where it has them. */
+#include "fs_half_simd.h"
+
+#if FS_HAVE_HALF_SIMD
+#define FS_F16_WIDEN_SIMD(x, n, y) (fs_f16_simd() ? (fs_widen_f16_simd(x, n, y), 1) : 0)
+#define FS_F16_NARROW_SIMD(x, n, a, b, f, y) \
+    (fs_f16_simd() ? (fs_narrow_f16_simd(x, n, a, b, f, y), 1) : 0)
+#define FS_BF16_NARROW_SIMD(x, n, a, b, f, y) \
+    (fs_bf16_simd() ? (fs_narrow_bf16_simd(x, n, a, b, f, y), 1) : 0)
+#else
+#define FS_F16_WIDEN_SIMD(x, n, y) 0
+#define FS_F16_NARROW_SIMD(x, n, a, b, f, y) 0
+#define FS_BF16_NARROW_SIMD(x, n, a, b, f, y) 0
+#endif
+
 #define FS_H_SUF f16
 #define FS_H_LOAD fs_f16_to_f32
 #define FS_H_STORE fs_f32_to_f16
+#define FS_H_WIDEN_SIMD FS_F16_WIDEN_SIMD
+#define FS_H_NARROW_SIMD FS_F16_NARROW_SIMD
 #include "staged.h"
 
 #define FS_H_SUF bf16
 #define FS_H_LOAD fs_bf16_to_f32
 #define FS_H_STORE fs_f32_to_bf16
+#define FS_H_WIDEN_SIMD(x, n, y) 0 /* a shift: the integer loop is as short */
+#define FS_H_NARROW_SIMD FS_BF16_NARROW_SIMD
 #include "staged.h"
 
 /* ----------------------------------------------------------------- plans */
@@ -270,16 +289,10 @@ void fs_math_eval(fs_dtype dtype, int fn, const void *x, void *y, fs_index n)
 
 void fs_half_eval(fs_dtype dtype, int widen, const void *x, void *y, fs_index n)
 {
-    const int bf = dtype == FS_BF16;
-    for (fs_index i = 0; i < n; i++) {
-        if (widen) {
-            const uint16_t h = ((const uint16_t *)x)[i];
-            ((float *)y)[i] = bf ? fs_bf16_to_f32(h) : fs_f16_to_f32(h);
-        } else {
-            const float f = ((const float *)x)[i];
-            ((uint16_t *)y)[i] = bf ? fs_f32_to_bf16(f) : fs_f32_to_f16(f);
-        }
-    }
+    if (dtype == FS_BF16)
+        fs_half_eval_bf16(widen, x, y, n);
+    else
+        fs_half_eval_f16(widen, x, y, n);
 }
 
 double fs_exp_f32_ulp(uint32_t lo, uint32_t hi, int fast, int64_t *n_above_one)

@@ -242,13 +242,18 @@ FS_FOR_EACH_DTYPE(FS_DECLARE)
     int fs_softmax_stream_row_##SUF(const uint16_t *x, fs_index n, float *e, uint16_t *y, int op); \
     int fs_xent_stream_row_##SUF(const fs_xent_opts *o, const uint16_t *x, int64_t t, double g,    \
                                  float *e, uint16_t *grad, double *loss, double *lse);             \
-    void fs_xent_task_##SUF(const fs_xent_batch *b, fs_index task);
+    void fs_xent_task_##SUF(const fs_xent_batch *b, fs_index task);                                \
+    void fs_half_eval_##SUF(int widen, const void *x, void *y, fs_index n);
 FS_FOR_EACH_HALF(FS_DECLARE)
 #undef FS_DECLARE
 
 /* The 2-byte conversions over arrays, for the test suite: dtype FS_F16 or
  * FS_BF16; widen (bits -> float) or not (float -> bits). */
 void fs_half_eval(fs_dtype dtype, int widen, const void *x, void *y, fs_index n);
+/* off = 1: 2-byte values are converted by integer arithmetic even where the
+ * CPU has conversion instructions (for the tests); returns the previous
+ * setting. */
+int fs_half_simd_disable(int off);
 
 /* fs_math.h's functions over arrays, for the test suite: fn 0 exp, 1 the fast
  * exp, 2 log, 3 log1p (the last two in double whatever T). */
@@ -261,5 +266,6 @@ double fs_exp_f32_ulp(uint32_t lo, uint32_t hi, int fast, int64_t *n_above_one);
 /* What the build compiled in, for show_config(). */
 const char *fs_compiler(void);
 const char *fs_simd(void);
+const char *fs_half_simd(void);
 
 #endif /* FASTSOFTMAX_H */

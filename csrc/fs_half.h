@@ -6,7 +6,9 @@
  * _Float16). Widening is exact; narrowing rounds to nearest, ties to even,
  * as IEEE 754 and torch do: a value beyond the largest finite one (or
  * rounding past it) becomes +-inf, a tiny one a subnormal or +-0, and a NaN
- * stays a (quiet) NaN of the same sign.
+ * stays a (quiet) NaN of the same sign. Where the CPU has F16C or AVX-512
+ * BF16, runs of values go through those instructions instead
+ * (fs_half_simd.h), with the same results.
  */
 #ifndef FS_HALF_H
 #define FS_HALF_H

@@ -41,11 +41,31 @@ FS_INLINE void FS_HLOCAL(narrow)(const float *in, fs_index n, uint16_t *y, fs_in
         y[i * ys] = FS_H_STORE(in[i]);
 }
 
+/* A unit-stride run, by the CPU's conversion instructions where the dtype
+ * has them (FS_H_WIDEN_SIMD and FS_H_NARROW_SIMD: 1 when they ran,
+ * fs_half_simd.h); narrow1 rounds ((in - a) - b) f, computed in float32
+ * (x - 0 is x: a run rounded as it is takes a = b = 0, f = 1). */
+FS_INLINE void FS_HLOCAL(widen1)(const uint16_t *x, fs_index n, float *out)
+{
+    if (!FS_H_WIDEN_SIMD(x, n, out))
+        FS_HLOCAL(widen)(x, n, 1, out);
+}
+
+FS_INLINE void FS_HLOCAL(narrow1)(const float *in, fs_index n, float a, float b, float f,
+                                  uint16_t *y)
+{
+    if (FS_H_NARROW_SIMD(in, n, a, b, f, y))
+        return;
+    FS_SIMD()
+    for (fs_index i = 0; i < n; i++)
+        y[i] = FS_H_STORE(((in[i] - a) - b) * f);
+}
+
 /* The unit stride as a constant where the row has it. */
 FS_INLINE void FS_HLOCAL(widen_row)(const uint16_t *x, fs_index n, fs_index xs, float *out)
 {
     if (xs == 1)
-        FS_HLOCAL(widen)(x, n, 1, out);
+        FS_HLOCAL(widen1)(x, n, out);
     else
         FS_HLOCAL(widen)(x, n, xs, out);
 }
@@ -53,7 +73,7 @@ FS_INLINE void FS_HLOCAL(widen_row)(const uint16_t *x, fs_index n, fs_index xs, 
 FS_INLINE void FS_HLOCAL(narrow_row)(const float *in, fs_index n, uint16_t *y, fs_index ys)
 {
     if (ys == 1)
-        FS_HLOCAL(narrow)(in, n, y, 1);
+        FS_HLOCAL(narrow1)(in, n, 0.0f, 0.0f, 1.0f, y);
     else
         FS_HLOCAL(narrow)(in, n, y, ys);
 }
@@ -67,7 +87,7 @@ FS_INLINE void FS_HLOCAL(tile_in)(const uint16_t *x, fs_index xrs, fs_index nr, 
                                   float *xt, float *buf)
 {
     if (xrs == n) {
-        FS_HLOCAL(widen)(x, nr * n, 1, buf);
+        FS_HLOCAL(widen1)(x, nr * n, buf);
         tile_in_f32(buf, n, nr, n, xt);
         return;
     }
@@ -81,7 +101,7 @@ FS_INLINE void FS_HLOCAL(tile_out)(const float *xt, fs_index nr, fs_index n, uin
 {
     if (yrs == n) {
         tile_out_f32(xt, nr, n, buf, n);
-        FS_HLOCAL(narrow)(buf, nr * n, y, 1);
+        FS_HLOCAL(narrow1)(buf, nr * n, 0.0f, 0.0f, 1.0f, y);
         return;
     }
     for (fs_index r = 0; r < nr; r++)
@@ -126,7 +146,7 @@ FS_INLINE int FS_HLOCAL(stream_sums)(const uint16_t *x, fs_index n, float *e, fl
         for (fs_index i = b0 + ahead; i < b1 + ahead && i < n; i += line)
             FS_PREFETCH(x + i);
         float *xb = keep == FS_KEEP_SCORES ? e + b0 : buf;
-        FS_HLOCAL(widen)(x + b0, len, 1, xb);
+        FS_HLOCAL(widen1)(x + b0, len, xb);
         float lo;
         const float mb = row_range_f32(xb, len, 1, &lo);
         if (!isfinite(mb))
@@ -168,9 +188,7 @@ FS_INLINE void FS_HLOCAL(stream_scale)(const float *e, fs_index n, const float *
     fs_index k = 0;
     FS_BLOCKS(b0, b1, n) {
         const float fb = FS_HLOCAL(stream_factor)(bm, k++, m, f);
-        FS_SIMD()
-        for (fs_index i = b0; i < b1; i++)
-            y[i] = FS_H_STORE(e[i] * fb);
+        FS_HLOCAL(narrow1)(e + b0, b1 - b0, 0.0f, 0.0f, fb, y + b0);
     }
 }
 
@@ -189,10 +207,18 @@ FS_DISPATCH int FS_HCAT(fs_softmax_stream_row_)(const uint16_t *x, fs_index n, f
         return 1;
     }
     const float log_s = (float)fs_log_row(s);
-    FS_SIMD()
-    for (fs_index i = 0; i < n; i++)
-        y[i] = FS_H_STORE((e[i] - m) - log_s);
+    FS_HLOCAL(narrow1)(e, n, m, log_s, 1.0f, y);
     return 1;
+}
+
+/* The conversions of unit-stride runs, elementwise (the tests' window on
+ * widen1 and narrow1), compiled apart as the rows. */
+FS_DISPATCH void FS_HCAT(fs_half_eval_)(int widen, const void *x, void *y, fs_index n)
+{
+    if (widen)
+        FS_HLOCAL(widen1)((const uint16_t *)x, n, (float *)y);
+    else
+        FS_HLOCAL(narrow1)((const float *)x, n, 0.0f, 0.0f, 1.0f, (uint16_t *)y);
 }
 
 /*
@@ -332,6 +358,8 @@ FS_DISPATCH void FS_HCAT(fs_xent_task_)(const fs_xent_batch *b, fs_index task)
 #undef FS_H_SUF
 #undef FS_H_LOAD
 #undef FS_H_STORE
+#undef FS_H_WIDEN_SIMD
+#undef FS_H_NARROW_SIMD
 #undef FS_KEEP_NONE
 #undef FS_KEEP_EXPS
 #undef FS_KEEP_SCORES

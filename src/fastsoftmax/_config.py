@@ -37,16 +37,13 @@ def build_info() -> dict[str, Any]:
         "openmp_library": _runtime.library,
         "compiler": _kernels.compiler(),
         "simd": _kernels.simd(),
-        "two_byte": _TWO_BYTE,
+        "two_byte": "float16, bfloat16: computed in float32, converted by " + _kernels.half_simd(),
         "machine": platform.machine(),
         "python": platform.python_version(),
         "numpy": np.__version__,
         **{name: _version(name) for name in OPTIONAL},
     }
 
-
-# csrc/fs_half.h and csrc/staged.h: the same on every instruction set.
-_TWO_BYTE = "float16, bfloat16: computed in float32, converted by integer SIMD arithmetic"
 
 # Libraries fastsoftmax works with when they are installed; their versions are
 # read from the installed metadata, without importing them.

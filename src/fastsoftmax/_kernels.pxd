@@ -92,11 +92,13 @@ cdef extern from "fastsoftmax.h" nogil:
     void fs_math_eval(fs_dtype dtype, int fn, const void *x, void *y, fs_index n) noexcept
     double fs_exp_f32_ulp(uint32_t lo, uint32_t hi, int fast, int64_t *n_above_one) noexcept
     void fs_half_eval(fs_dtype dtype, int widen, const void *x, void *y, fs_index n) noexcept
+    int fs_half_simd_disable(int off) noexcept
     fs_index fs_softmax_scratch(const fs_softmax_batch *b) noexcept
     fs_index fs_xent_scratch(const fs_xent_batch *b) noexcept
 
     const char *fs_compiler() noexcept
     const char *fs_simd() noexcept
+    const char *fs_half_simd() noexcept
 
 
 cdef extern from "fs_threads.h" nogil:

@@ -54,6 +54,11 @@ def simd():
     return fs_simd().decode()
 
 
+def half_simd():
+    """How runs of 2-byte values are converted on this CPU."""
+    return fs_half_simd().decode()
+
+
 cdef fs_arr _arr(object a, bint writable, fs_index *shape=NULL) except *:
     # Data pointer and element strides of a 1-, 2- or 3-D array (None: absent).
     # A 2-D array is (outer, inner): its strides go to s0 and s2. The caller
@@ -336,6 +341,13 @@ def half_eval(x, y, int dtype, bint widen):
     cdef fs_arr xv = _arr(x, False, shape), yv = _arr(y, True)
     with nogil:
         fs_half_eval(<fs_dtype>dtype, widen, xv.p, yv.p, shape[0])
+
+
+def half_simd_disable(bint off):
+    """Convert 2-byte values by integer arithmetic (off) or by the CPU's
+    instructions where it has them; returns the previous setting. For the
+    tests: call it with no kernel running."""
+    return bool(fs_half_simd_disable(off))
 
 
 def exp_f32_ulp(uint32_t lo, uint32_t hi, bint fast, int n_threads):

@@ -1,0 +1,125 @@
+/*
+ * The 2-byte conversions of a unit-stride run of values by the CPU's own
+ * instructions, where it has them: F16C (x86-64-v3 and up) widens and rounds
+ * float16, AVX-512 BF16 rounds bfloat16 (bfloat16 widens by a shift, which
+ * the integer loops of fs_half.h already do in two instructions). They give
+ * the results of fs_half.h's conversions bit for bit, but for NaNs: F16C
+ * quiets a signalling NaN it widens and keeps the top bits of the payload of
+ * one it rounds (a NaN stays a NaN of its sign either way).
+ *
+ * vcvtneps2bf16 flushes float32 subnormals to zero, so the lanes that hold
+ * one are rounded by the integer formula instead (an exp of a score 87
+ * below the row's maximum is one).
+ *
+ * Built with GCC's runtime dispatch (the instructions are then in target
+ * functions the CPU is asked about); fs_half_simd_off turns them off, for
+ * the tests of the integer conversions on a CPU that has them.
+ */
+#ifndef FS_HALF_SIMD_H
+#define FS_HALF_SIMD_H
+
+#include "fs_half.h"
+
+static int fs_half_simd_off;
+
+#if FS_HAVE_DISPATCH
+#define FS_HAVE_HALF_SIMD 1
+#include <immintrin.h>
+
+#define FS_F16C __attribute__((target("arch=x86-64-v3"), noinline))
+#define FS_AVX512_BF16 __attribute__((target("arch=x86-64-v4,avx512bf16"), noinline))
+#define FS_ROUND_NEAREST (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+
+static int fs_f16_simd(void)
+{
+    return !fs_half_simd_off && __builtin_cpu_supports("x86-64-v3");
+}
+
+static int fs_bf16_simd(void)
+{
+    return !fs_half_simd_off && __builtin_cpu_supports("x86-64-v4")
+           && __builtin_cpu_supports("avx512bf16");
+}
+
+FS_F16C void fs_widen_f16_simd(const uint16_t *x, fs_index n, float *y)
+{
+    fs_index i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+    for (; i < n; i++)
+        y[i] = fs_f16_to_f32(x[i]);
+}
+
+/* y = ((x - a) - b) f, rounded once (the outputs of staged.h's rows) */
+FS_F16C void fs_narrow_f16_simd(const float *x, fs_index n, float a, float b, float f, uint16_t *y)
+{
+    const __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b), vf = _mm256_set1_ps(f);
+    fs_index i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), va), vb);
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_mul_ps(d, vf), FS_ROUND_NEAREST));
+    }
+    for (; i < n; i++)
+        y[i] = fs_f32_to_f16(((x[i] - a) - b) * f);
+}
+
+/* 16 floats (the lanes of k) x as ((x - a) - b) f into bfloat16 at y. */
+static inline __attribute__((target("arch=x86-64-v4,avx512bf16"), always_inline)) void
+fs_narrow_bf16_16(const float *x, __m512 va, __m512 vb, __m512 vf, __mmask16 k, uint16_t *y)
+{
+    const __m512 d = _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x), va), vb);
+    const __m512 v = _mm512_mul_ps(d, vf);
+    __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
+    const __m512i u = _mm512_castps_si512(v);
+    const __m512i a = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
+    /* subnormal lanes: 0 < a < 2^-126, as a - 1 < 0x7fffff unsigned */
+    const __mmask16 sub = _mm512_cmplt_epu32_mask(_mm512_sub_epi32(a, _mm512_set1_epi32(1)),
+                                                  _mm512_set1_epi32(0x7fffff));
+    if (sub) {
+        const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+        const __m512i r = _mm512_srli_epi32(
+            _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), odd), 16);
+        h = _mm256_mask_blend_epi16(sub, h, _mm512_cvtepi32_epi16(r));
+    }
+    _mm256_mask_storeu_epi16(y, k, h);
+}
+
+FS_AVX512_BF16 void fs_narrow_bf16_simd(const float *x, fs_index n, float a, float b, float f,
+                                        uint16_t *y)
+{
+    const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b), vf = _mm512_set1_ps(f);
+    fs_index i = 0;
+    for (; i + 16 <= n; i += 16)
+        fs_narrow_bf16_16(x + i, va, vb, vf, (__mmask16)0xffff, y + i);
+    if (i < n)
+        fs_narrow_bf16_16(x + i, va, vb, vf, (__mmask16)((1u << (n - i)) - 1), y + i);
+}
+
+const char *fs_half_simd(void)
+{
+    __builtin_cpu_init();
+    if (fs_bf16_simd())
+        return "F16C (float16) and AVX512_BF16 (rounding bfloat16), chosen at run time";
+    if (fs_f16_simd())
+        return "F16C (float16, chosen at run time) and integer SIMD arithmetic (bfloat16)";
+    return "integer SIMD arithmetic";
+}
+#else
+#define FS_HAVE_HALF_SIMD 0
+const char *fs_half_simd(void)
+{
+    return "integer SIMD arithmetic";
+}
+#endif
+
+/* 1 turns the instructions off, 0 on (where the CPU has them); the previous
+ * setting is returned. */
+int fs_half_simd_disable(int off)
+{
+    const int was = fs_half_simd_off;
+    fs_half_simd_off = off;
+    return was;
+}
+
+#endif /* FS_HALF_SIMD_H */
