@@ -119,18 +119,6 @@ static fs_index fs_scratch_stride(fs_index n)
  * converted by the CPU's instructions where it has them. */
 #include "fs_half_simd.h"
 
-#if FS_HAVE_HALF_SIMD
-#define FS_F16_WIDEN_SIMD(x, n, y) (fs_f16_simd() ? (fs_widen_f16_simd(x, n, y), 1) : 0)
-#define FS_F16_NARROW_SIMD(x, n, a, b, f, y) \
-    (fs_f16_simd() ? (fs_narrow_f16_simd(x, n, a, b, f, y), 1) : 0)
-#define FS_BF16_NARROW_SIMD(x, n, a, b, f, y) \
-    (fs_bf16_simd() ? (fs_narrow_bf16_simd(x, n, a, b, f, y), 1) : 0)
-#else
-#define FS_F16_WIDEN_SIMD(x, n, y) 0
-#define FS_F16_NARROW_SIMD(x, n, a, b, f, y) 0
-#define FS_BF16_NARROW_SIMD(x, n, a, b, f, y) 0
-#endif
-
 #define FS_H_SUF f16
 #define FS_H_LOAD fs_f16_to_f32
 #define FS_H_STORE fs_f32_to_f16

@@ -23,7 +23,6 @@
 static int fs_half_simd_off;
 
 #if FS_HAVE_DISPATCH
-#define FS_HAVE_HALF_SIMD 1
 #include <immintrin.h>
 
 #define FS_F16C __attribute__((target("arch=x86-64-v3"), noinline))
@@ -41,7 +40,7 @@ static int fs_bf16_simd(void)
            && __builtin_cpu_supports("avx512bf16");
 }
 
-FS_F16C void fs_widen_f16_simd(const uint16_t *x, fs_index n, float *y)
+FS_F16C static void fs_widen_f16_simd(const uint16_t *x, fs_index n, float *y)
 {
     fs_index i = 0;
     for (; i + 8 <= n; i += 8)
@@ -51,7 +50,8 @@ FS_F16C void fs_widen_f16_simd(const uint16_t *x, fs_index n, float *y)
 }
 
 /* y = ((x - a) - b) f, rounded once (the outputs of staged.h's rows) */
-FS_F16C void fs_narrow_f16_simd(const float *x, fs_index n, float a, float b, float f, uint16_t *y)
+FS_F16C static void fs_narrow_f16_simd(const float *x, fs_index n, float a, float b, float f,
+                                       uint16_t *y)
 {
     const __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b), vf = _mm256_set1_ps(f);
     fs_index i = 0;
@@ -76,17 +76,21 @@ fs_narrow_bf16_16(const float *x, __m512 va, __m512 vb, __m512 vf, __mmask16 k, 
     /* subnormal lanes: 0 < a < 2^-126, as a - 1 < 0x7fffff unsigned */
     const __mmask16 sub = _mm512_cmplt_epu32_mask(_mm512_sub_epi32(a, _mm512_set1_epi32(1)),
                                                   _mm512_set1_epi32(0x7fffff));
-    if (sub) {
-        const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-        const __m512i r = _mm512_srli_epi32(
-            _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), odd), 16);
-        h = _mm256_mask_blend_epi16(sub, h, _mm512_cvtepi32_epi16(r));
+    if (sub) { /* rare: those lanes by fs_half.h's formula */
+        float vs[16];
+        uint16_t hs[16];
+        _mm512_storeu_ps(vs, v);
+        _mm256_storeu_si256((__m256i *)hs, h);
+        for (int l = 0; l < 16; l++)
+            if ((sub >> l) & 1)
+                hs[l] = fs_f32_to_bf16(vs[l]);
+        h = _mm256_loadu_si256((const __m256i *)hs);
     }
     _mm256_mask_storeu_epi16(y, k, h);
 }
 
-FS_AVX512_BF16 void fs_narrow_bf16_simd(const float *x, fs_index n, float a, float b, float f,
-                                        uint16_t *y)
+FS_AVX512_BF16 static void fs_narrow_bf16_simd(const float *x, fs_index n, float a, float b,
+                                               float f, uint16_t *y)
 {
     const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b), vf = _mm512_set1_ps(f);
     fs_index i = 0;
@@ -95,6 +99,13 @@ FS_AVX512_BF16 void fs_narrow_bf16_simd(const float *x, fs_index n, float a, flo
     if (i < n)
         fs_narrow_bf16_16(x + i, va, vb, vf, (__mmask16)((1u << (n - i)) - 1), y + i);
 }
+
+/* For staged.h: 1 when the instructions ran, 0 when the caller must convert. */
+#define FS_F16_WIDEN_SIMD(x, n, y) (fs_f16_simd() ? (fs_widen_f16_simd(x, n, y), 1) : 0)
+#define FS_F16_NARROW_SIMD(x, n, a, b, f, y) \
+    (fs_f16_simd() ? (fs_narrow_f16_simd(x, n, a, b, f, y), 1) : 0)
+#define FS_BF16_NARROW_SIMD(x, n, a, b, f, y) \
+    (fs_bf16_simd() ? (fs_narrow_bf16_simd(x, n, a, b, f, y), 1) : 0)
 
 const char *fs_half_simd(void)
 {
@@ -106,7 +117,9 @@ const char *fs_half_simd(void)
     return "integer SIMD arithmetic";
 }
 #else
-#define FS_HAVE_HALF_SIMD 0
+#define FS_F16_WIDEN_SIMD(x, n, y) 0
+#define FS_F16_NARROW_SIMD(x, n, a, b, f, y) 0
+#define FS_BF16_NARROW_SIMD(x, n, a, b, f, y) 0
 const char *fs_half_simd(void)
 {
     return "integer SIMD arithmetic";
