@@ -91,6 +91,45 @@ FS_INLINE fs_strip fs_strip_at(const fs_plan *p, fs_index inner, fs_index task)
     return st;
 }
 
+/* Rows of an FS_COLUMNS chunk read as one row of lanes (columns.h): where
+ * rows are contiguous, as many as make whole vectors of 16 lanes, up to FS_COLUMNS_LANES
+ * lanes (fewer than 16 a row's masked tail would cost a vector each). */
+FS_INLINE fs_index fs_columns_unit(const fs_softmax_batch *b)
+{
+    const fs_index inner = b->inner;
+    const int contiguous = b->x.s1 == inner && (b->op == FS_LOGSUMEXP || b->y.s1 == inner);
+    if (!contiguous || 2 * inner > FS_COLUMNS_LANES)
+        return 1;
+    fs_index g = 16, a = inner; /* gcd(16, inner) */
+    while (a) {
+        const fs_index t = g % a;
+        g = a;
+        a = t;
+    }
+    const fs_index whole = 16 / g; /* whole * inner = lcm(16, inner) */
+    return whole * inner > FS_COLUMNS_LANES ? FS_COLUMNS_LANES / inner
+                                            : whole * (FS_COLUMNS_LANES / (whole * inner));
+}
+
+/* Chunks of rows a sample, and blocks of columns a chunk. */
+FS_INLINE fs_index fs_columns_chunks(const fs_softmax_batch *b)
+{
+    return (b->n + b->plan.per_task - 1) / b->plan.per_task;
+}
+
+/* Rows of a sub-chunk of a task: two sweeps over it in L2. */
+FS_INLINE fs_index fs_columns_rows(const fs_softmax_batch *b)
+{
+    const fs_index cols = b->inner <= FS_COLUMNS_LANES ? b->inner : FS_COLUMNS_BLOCK;
+    const fs_index per = FS_COLUMNS_CHUNK / cols, unit = fs_columns_unit(b);
+    return (per < 64 ? 64 : per) / unit * unit;
+}
+
+FS_INLINE fs_index fs_columns_blocks(const fs_softmax_batch *b)
+{
+    return b->inner <= FS_COLUMNS_LANES ? 1 : (b->inner + FS_COLUMNS_BLOCK - 1) / FS_COLUMNS_BLOCK;
+}
+
 /* One instantiation per dtype of FS_FOR_EACH_DTYPE. */
 #define FS_T float
 #define FS_SUF f32
@@ -164,12 +203,26 @@ static int fs_is_half(fs_dtype d)
     return d == FS_F16 || d == FS_BF16;
 }
 
-/* 2-byte batches are never strips (staged.h): unit_inner is 0 for them. */
+/* 2-byte batches are never strips or columns (staged.h): unit_inner is 0
+ * for them. */
 void fs_softmax_plan(fs_softmax_batch *b)
 {
     const int lse = b->op == FS_LOGSUMEXP;
+    const int unit_inner = b->x.s2 == 1 && b->y.s2 == 1 && !fs_is_half(b->dtype);
+    if (unit_inner && b->inner > 1 && b->n >= FS_COLUMNS_MIN_N
+        && b->outer * b->n * b->inner >= FS_COLUMNS_MIN_SIZE) {
+        /* whole sub-chunks a task, about FS_COLUMNS_TASKS tasks in all */
+        const fs_index sub = fs_columns_rows(b), n_sub = (b->n + sub - 1) / sub;
+        const fs_index across = b->outer * fs_columns_blocks(b);
+        fs_index per_sample = (FS_COLUMNS_TASKS + across - 1) / across;
+        per_sample = per_sample < n_sub ? per_sample : n_sub;
+        b->plan.kind = FS_COLUMNS;
+        b->plan.per_task = sub * ((n_sub + per_sample - 1) / per_sample);
+        b->plan.n_tasks = b->outer * fs_columns_chunks(b) * fs_columns_blocks(b);
+        return;
+    }
     b->plan = fs_plan_layout(b->n, b->inner, b->outer, 1, b->x.s1 == 1 && (lse || b->y.s1 == 1),
-                             b->x.s2 == 1 && b->y.s2 == 1 && !fs_is_half(b->dtype));
+                             unit_inner);
 }
 
 void fs_xent_plan(fs_xent_batch *b)
@@ -222,6 +275,14 @@ fs_index fs_softmax_scratch(const fs_softmax_batch *b)
     return fs_is_half(b->dtype) && b->plan.kind == FS_ROWS ? fs_scratch_stride(b->n) : 0;
 }
 
+fs_index fs_softmax_partials(const fs_softmax_batch *b)
+{
+    if (b->plan.kind != FS_COLUMNS)
+        return 0;
+    /* each chunk's 3 rows of inner, each sample's 2, the combine's 2 */
+    return b->inner * (b->outer * (3 * fs_columns_chunks(b) + 2) + 2);
+}
+
 fs_index fs_xent_scratch(const fs_xent_batch *b)
 {
     return fs_is_half(b->dtype) && b->plan.kind == FS_ROWS ? fs_scratch_stride(b->o.n_classes) : 0;
@@ -250,7 +311,18 @@ static void (*const fs_linear_tasks[])(const fs_linear_batch *,
 void fs_softmax_task(const void *batch, fs_index task)
 {
     const fs_softmax_batch *b = (const fs_softmax_batch *)batch;
-    fs_softmax_tasks[b->dtype](b, task);
+    if (b->plan.kind == FS_COLUMNS) /* float32 and float64 only */
+        (b->dtype == FS_F32 ? fs_columns_task_f32 : fs_columns_task_f64)(b, task);
+    else
+        fs_softmax_tasks[b->dtype](b, task);
+}
+
+void fs_softmax_combine(const fs_softmax_batch *b)
+{
+    if (b->dtype == FS_F32)
+        fs_columns_combine_f32(b);
+    else
+        fs_columns_combine_f64(b);
 }
 
 void fs_xent_task(const void *batch, fs_index task)

@@ -8,12 +8,13 @@
  *      A call is described by a batch struct (fs_softmax_batch, fs_xent_batch,
  *      fs_linear_batch): its shape as (outer, classes, inner), each array's
  *      element strides, the options. fs_*_plan() chooses how to compute it
- *      (rows, strips or tiles, below) and cuts it into independent tasks;
- *      fs_*_task() computes one task. Pure C99 plus OpenMP SIMD pragmas: no
+ *      (rows, strips, tiles or columns, below) and cuts it into independent
+ *      tasks; fs_*_task() computes one task. Pure C99 plus OpenMP SIMD pragmas: no
  *      Python objects, no GIL, no allocation, never fails.
  *   2. Cython (fastsoftmax/_kernels.pyx) fills the struct from NumPy arrays,
- *      releases the GIL and runs the tasks with OpenMP prange (static
- *      schedule). It makes no choice of kernel.
+ *      releases the GIL and runs the tasks with OpenMP prange (guided
+ *      schedule), twice for FS_COLUMNS with fs_softmax_combine between. It
+ *      makes no choice of kernel.
  *   3. Python (fastsoftmax/_*.py) checks every argument (dtypes, shapes,
  *      labels in range, writable outputs, strides that are whole elements),
  *      allocates missing outputs and chooses the thread count.
@@ -31,7 +32,9 @@
  *   its softmax, on one thread).
  * - Rows of few classes spend their time in per-row set-up, so they are
  *   computed 64 rows at a time across rows (tiles); a class axis that is
- *   not the last one is computed across its contiguous inner axis (strips).
+ *   not the last one is computed across its contiguous inner axis (strips),
+ *   and when it is long, in chunks of rows merged after (columns), so that
+ *   a (65536, 10) array reduced over axis 0 has whole vectors and threads.
  *
  * Layouts and the bodies that serve them
  * --------------------------------------
@@ -40,6 +43,9 @@
  * | inner = 1, C <= FS_SMALL_C, unit class  | FS_TILES  | transpose, then strip |
  * |   stride (input and output), no softcap,|           | (softmax.h, xent.h)   |
  * |   class-index targets, forward          |           |                       |
+ * | softmax family, inner > 1, unit inner   | FS_COLUMNS| chunks, combine,      |
+ * |   stride, C and size large (below), not |           | chunks (columns.h)    |
+ * |   2-byte                                |           |                       |
  * | inner > 1, unit inner stride, same      | FS_STRIPS | strip                 |
  * |   conditions otherwise                  |           |                       |
  * | everything else (any strides, softcap,  | FS_ROWS   | row (unit or general  |
@@ -94,6 +100,17 @@ typedef enum fs_dtype { FS_F32 = 0, FS_F64 = 1, FS_F16 = 2, FS_BF16 = 3, FS_N_DT
  *             fused / BLAS, 2 threads: C = 10 36 / 50, 16 43 / 51, 20 59 / 60,
  *             24 103 / 60, 32 66 / 59, 64 139 / 75; 1 thread: C = 10 54 / 58,
  *             16 67 / 60, 20 74 / 59.
+ * FS_COLUMNS_MIN_N, FS_COLUMNS_MIN_SIZE  classes and elements from which a
+ *             class axis that is not the last one is cut into chunks of rows
+ *             (FS_COLUMNS) instead of strips (2 threads, cold, float32,
+ *             softmax axis 0, x copy, strips / columns): 65536 x 10 4.3 /
+ *             1.4, 16384 x 100 2.2 / 1.2, 4096 x 1000 2.0 / 1.4, 1024 x 32000
+ *             2.1 / 1.4, 1024 x 100 3.2 / 1.6; below, about the same (300 x
+ *             300 2.5 / 1.9, but 1 thread 2.1 / 2.4; 512 x 64 2.0 / 2.2).
+ * FS_COLUMNS_CHUNK  elements a sub-chunk of an FS_COLUMNS task (and at
+ *             least 64 rows): in L2 between its two sweeps.
+ * FS_COLUMNS_TASKS  tasks an FS_COLUMNS call is cut into, about (each a
+ *             row of partials to merge after).
  * FS_LINEAR_ROWS  rows fs_linear_xent computes together. Not a tuning knob:
  *             the body is written out for four rows (linear_xent.h), so that
  *             W and its gradient are loaded once per four rows.
@@ -115,6 +132,22 @@ typedef enum fs_dtype { FS_F32 = 0, FS_F64 = 1, FS_F16 = 2, FS_BF16 = 3, FS_N_DT
 #define FS_LINEAR_MAX_CLASSES 16
 #endif
 #define FS_LINEAR_ROWS 4
+#ifndef FS_COLUMNS_MIN_N
+#define FS_COLUMNS_MIN_N 256
+#endif
+#ifndef FS_COLUMNS_MIN_SIZE
+#define FS_COLUMNS_MIN_SIZE 65536
+#endif
+#ifndef FS_COLUMNS_CHUNK
+#define FS_COLUMNS_CHUNK 16384
+#endif
+#ifndef FS_COLUMNS_TASKS
+#define FS_COLUMNS_TASKS 32
+#endif
+/* Lanes of an FS_COLUMNS task's per-column arrays: the columns of a task at
+ * most; wider inner axes are cut into blocks of FS_COLUMNS_BLOCK columns. */
+#define FS_COLUMNS_LANES 512
+#define FS_COLUMNS_BLOCK 256
 
 /* An array of a batch: its data and element strides over (outer, class,
  * inner); for per-row arrays (targets, scales, lse) s0 and s2 index
@@ -124,12 +157,12 @@ typedef struct fs_arr {
     fs_index s0, s1, s2;
 } fs_arr;
 
-typedef enum fs_plan_kind { FS_ROWS = 0, FS_STRIPS = 1, FS_TILES = 2 } fs_plan_kind;
+typedef enum fs_plan_kind { FS_ROWS = 0, FS_STRIPS = 1, FS_TILES = 2, FS_COLUMNS = 3 } fs_plan_kind;
 
 /* How a batch is cut into tasks (set by the fs_*_plan functions). */
 typedef struct fs_plan {
     fs_plan_kind kind;
-    fs_index per_task; /* rows (FS_ROWS, FS_TILES) or columns (FS_STRIPS) per task */
+    fs_index per_task; /* rows (FS_ROWS, FS_TILES, FS_COLUMNS) or columns (FS_STRIPS) per task */
     fs_index n_tasks;
 } fs_plan;
 
@@ -138,13 +171,17 @@ typedef enum fs_softmax_op { FS_SOFTMAX = 0, FS_LOG_SOFTMAX = 1, FS_LOGSUMEXP = 
 /* softmax or log_softmax of x into y (same shape), or logsumexp of each row
  * into y (an (outer, inner) array; float32 for a 2-byte x) over the class
  * axis. n >= 1. scratch: for a 2-byte dtype planned as FS_ROWS, a row of
- * floats for each thread of the call (fs_softmax_scratch). */
+ * floats for each thread of the call (fs_softmax_scratch). An FS_COLUMNS
+ * plan runs its tasks twice, with phase 0 then 1, and fs_softmax_combine
+ * between; partials holds fs_softmax_partials(b) doubles (columns.h). */
 typedef struct fs_softmax_batch {
     fs_dtype dtype;
     fs_softmax_op op;
     fs_index outer, n, inner;
     fs_arr x, y;
     float *scratch;
+    double *partials;
+    int phase;
     fs_plan plan;
 } fs_softmax_batch;
 
@@ -213,6 +250,8 @@ typedef struct fs_linear_batch {
 typedef void (*fs_task_fn)(const void *batch, fs_index task);
 void fs_softmax_plan(fs_softmax_batch *b);
 void fs_softmax_task(const void *batch, fs_index task);
+/* FS_COLUMNS, after phase 0: merges the chunks (and writes logsumexp). */
+void fs_softmax_combine(const fs_softmax_batch *b);
 void fs_xent_plan(fs_xent_batch *b);
 
 /* The common case of the labels' check before a cross-entropy: n contiguous
@@ -227,10 +266,14 @@ void fs_linear_xent_task(const void *batch, fs_index part);
  * caller gives that many times the call's thread count. */
 fs_index fs_softmax_scratch(const fs_softmax_batch *b);
 fs_index fs_xent_scratch(const fs_xent_batch *b);
+/* Doubles of partials an FS_COLUMNS batch needs for the call (0: none). */
+fs_index fs_softmax_partials(const fs_softmax_batch *b);
 
 /* The per-dtype bodies behind the dispatching entry points above. */
 #define FS_DECLARE(SUF, T)                                                                  \
     void fs_softmax_task_##SUF(const fs_softmax_batch *b, fs_index task);                   \
+    void fs_columns_task_##SUF(const fs_softmax_batch *b, fs_index task);                   \
+    void fs_columns_combine_##SUF(const fs_softmax_batch *b);                               \
     T fs_softmax_row_##SUF(const T *x, fs_index n, fs_index xs, T *y, fs_index ys, int op); \
     void fs_xent_task_##SUF(const fs_xent_batch *b, fs_index task);                         \
     void fs_linear_xent_task_##SUF(const fs_linear_batch *b, fs_index part);                \

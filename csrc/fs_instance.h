@@ -4,6 +4,7 @@
 /* clang-format off */
 #include "reduce.h"
 #include "softmax.h"
+#include "columns.h"
 #include "xent.h"
 #include "linear_xent.h"
 /* clang-format on */

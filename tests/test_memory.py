@@ -73,4 +73,6 @@ def test_softmax_with_out_allocates_nothing_large(data, op, axis):
     x, _ = data
     out = np.empty_like(x)
     peak = peak_bytes(lambda: getattr(fs, op)(x, axis=axis, out=out))
-    assert peak <= 4096
+    # Over axis 0 (csrc/columns.h), each of about 32 tasks keeps 3 float64
+    # partials a column, and the merge 4 more: a few rows of C, not of N x C.
+    assert peak <= (4096 if axis == -1 else 8 * C * (3 * 32 + 4))

@@ -23,6 +23,7 @@ cdef extern from "fastsoftmax.h" nogil:
         FS_ROWS
         FS_STRIPS
         FS_TILES
+        FS_COLUMNS
 
     ctypedef struct fs_plan:
         fs_plan_kind kind
@@ -40,6 +41,8 @@ cdef extern from "fastsoftmax.h" nogil:
         fs_index outer, n, inner
         fs_arr x, y
         float *scratch
+        double *partials
+        int phase
         fs_plan plan
 
     ctypedef struct fs_xent_opts:
@@ -83,6 +86,7 @@ cdef extern from "fastsoftmax.h" nogil:
     ctypedef void (*fs_task_fn)(const void *batch, fs_index task) noexcept nogil
     void fs_softmax_plan(fs_softmax_batch *b) noexcept
     void fs_softmax_task(const void *batch, fs_index task) noexcept
+    void fs_softmax_combine(const fs_softmax_batch *b) noexcept
     void fs_xent_plan(fs_xent_batch *b) noexcept
     fs_index fs_check_labels_i64(const int64_t *t, fs_index n, fs_index n_classes, int has_ignore,
                                  int64_t ignore, fs_index *kept) noexcept
@@ -94,6 +98,7 @@ cdef extern from "fastsoftmax.h" nogil:
     void fs_half_eval(fs_dtype dtype, int widen, const void *x, void *y, fs_index n) noexcept
     int fs_half_simd_disable(int off) noexcept
     fs_index fs_softmax_scratch(const fs_softmax_batch *b) noexcept
+    fs_index fs_softmax_partials(const fs_softmax_batch *b) noexcept
     fs_index fs_xent_scratch(const fs_xent_batch *b) noexcept
 
     const char *fs_compiler() noexcept

@@ -5,7 +5,7 @@ one call share one dtype, named by its code (``F32``, ``F64``, and ``F16``,
 ``BF16`` whose arrays come as uint16 bits, with float32 logsumexp results
 and probabilities); labels are
 int64 (``check_labels`` takes any integer dtype). ``softmax`` and ``xent``
-return the kind of plan the C layer chose (``ROWS``, ``STRIPS``, ``TILES``).
+return the kind of plan the C layer chose (``ROWS``, ``STRIPS``, ``TILES``, ``COLUMNS``).
 ``xent`` scales each row's gradient by ``g`` (one value per row) or, when
 ``g`` is None, by ``g_value``. Keep this file in step with the
 ``def`` signatures of the .pyx: tests/test_stubs.py runs mypy's stubtest.
@@ -83,6 +83,7 @@ LINEAR_MAX_CLASSES: int
 ROWS: int
 STRIPS: int
 TILES: int
+COLUMNS: int
 F32: int
 F16: int
 BF16: int

@@ -27,7 +27,7 @@ from fastsoftmax._openmp cimport FS_OPENMP_ENABLED, omp_get_max_threads
 GRAIN = FS_GRAIN
 LINEAR_MAX_CLASSES = FS_LINEAR_MAX_CLASSES
 # Plan kinds, as the entry points return them.
-ROWS, STRIPS, TILES = FS_ROWS, FS_STRIPS, FS_TILES
+ROWS, STRIPS, TILES, COLUMNS = FS_ROWS, FS_STRIPS, FS_TILES, FS_COLUMNS
 F32, F64, F16, BF16 = FS_F32, FS_F64, FS_F16, FS_BF16
 
 
@@ -136,9 +136,22 @@ def softmax(x, y, int op, int dtype, int n_threads):
     b.outer, b.n, b.inner = shape[0], shape[1], shape[2]
     fs_softmax_plan(&b)
     b.scratch = _scratch(fs_softmax_scratch(&b), n_threads)
+    try:  # doubles, as twice as many floats
+        b.partials = <double *>_scratch(2 * fs_softmax_partials(&b), 1)
+    except MemoryError:
+        PyMem_RawFree(b.scratch)
+        raise
+    b.phase = 0
     with nogil:
         _run(fs_softmax_task, &b, b.plan.n_tasks, n_threads)
+        if b.plan.kind == FS_COLUMNS:
+            # the chunks' partials merged, then the outputs (csrc/columns.h)
+            fs_softmax_combine(&b)
+            if b.op != FS_LOGSUMEXP:
+                b.phase = 1
+                _run(fs_softmax_task, &b, b.plan.n_tasks, n_threads)
     PyMem_RawFree(b.scratch)
+    PyMem_RawFree(b.partials)
     return b.plan.kind
 
 
