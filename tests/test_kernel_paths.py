@@ -1,6 +1,7 @@
 """Every C body meets the NumPy reference.
 
-The C layer plans each batch as tiles, strips or rows (csrc/fastsoftmax.h),
+The C layer plans each batch as tiles, strips, columns (the softmax family
+over a long class axis that is not the last) or rows (csrc/fastsoftmax.h),
 and the row bodies specialise on the target kind, softcap, the gradient
 (none, fused, or from lse) and unit or general strides. This grid picks a
 layout for each plan and runs every function over it in float32 and float64,
@@ -33,6 +34,7 @@ LAYOUTS = {
     "strips C=3": ((4, 3, 70), "contiguous"),
     "strips C=40": ((3, 40, 5), "contiguous"),
     "strips C=300": ((2, 300, 3), "contiguous"),
+    "columns C=300": ((2, 300, 120), "contiguous"),  # the softmax family only
     "rows inner strided": ((3, 12, 4), "inner transposed"),
 }
 DTYPES = [np.float32, np.float64]
@@ -154,6 +156,7 @@ def test_the_grid_reached_every_body():
     if not SEEN:
         pytest.skip("run with the grid tests of this file")
     rows, strips, tiles = _kernels.ROWS, _kernels.STRIPS, _kernels.TILES
+    columns = _kernels.COLUMNS
     expected = set()
     for dtype in DTYPES:
         for plan, body in itertools.product([strips, tiles], ["forward", "fused"]):
@@ -164,7 +167,7 @@ def test_the_grid_reached_every_body():
             expected.add((rows, body, probs, softcap, dtype))
         expected.add((rows, "backward", False, False, dtype))
         for plan, op in itertools.product(
-            [rows, strips, tiles], ["softmax", "log_softmax", "logsumexp"]
+            [rows, strips, tiles, columns], ["softmax", "log_softmax", "logsumexp"]
         ):
             expected.add((plan, op, dtype))
     assert expected <= SEEN, sorted(expected - SEEN, key=str)
