@@ -43,12 +43,32 @@ FS_INLINE void FS_LOCAL(col_range)(const FS_T *x, fs_index us, fs_index w, fs_in
 
 /* Each lane's sum of exp(x - shift) over nu units into bs; with `count`, the
  * terms equal to the lane's mx go to bk instead (mx is NaN where no term
- * should count). */
+ * should count). FS_PART units are added in FS_T before each addition in
+ * double, as exp_block does (reduce.h): converting each exp to double was a
+ * fifth of a 65536 x 10 logsumexp over axis 0 on one thread. */
 FS_INLINE void FS_LOCAL(col_exps)(const FS_T *x, fs_index us, fs_index w, fs_index nu,
                                   const FS_T *shift, const FS_T *mx, double *bs, double *bk,
                                   const int fast, const int count)
 {
-    for (fs_index u = 0; u < nu; u++) {
+    fs_index u = 0;
+    for (; u + FS_PART <= nu; u += FS_PART) {
+        const FS_T *xu = x + u * us;
+        FS_SIMD()
+        for (fs_index l = 0; l < w; l++) {
+            FS_T part = 0, kpart = 0;
+            for (fs_index g = 0; g < FS_PART; g++) {
+                const FS_T v = xu[g * us + l];
+                const FS_T e = FS_EXPQ(v - shift[l]);
+                const int is_max = count && v == mx[l];
+                part += is_max ? (FS_T)0 : e;
+                kpart += is_max ? (FS_T)1 : (FS_T)0;
+            }
+            bs[l] += (double)part;
+            if (count)
+                bk[l] += (double)kpart;
+        }
+    }
+    for (; u < nu; u++) {
         const FS_T *xu = x + u * us;
         FS_SIMD()
         for (fs_index l = 0; l < w; l++) {
