@@ -3,18 +3,23 @@
  * last one (FS_COLUMNS, for one dtype; see reduce.h for how this file is
  * instantiated). A strip (softmax.h) holds a column's whole class axis, so a
  * (65536, 10) array reduced over axis 0 was one strip of 10 lanes on one
- * thread. Here the class axis of each sample is cut into chunks of
- * plan.per_task rows, each chunk a task, and a call runs in two phases:
+ * thread. Here the class axis of each sample is cut into tasks of
+ * plan.per_task rows (and, past FS_COLUMNS_LANES columns, blocks of
+ * FS_COLUMNS_BLOCK columns), and a call runs in two phases:
  *
- * phase 0  each chunk reduces every column to its maximum m_c, the sum of
+ * phase 0  each task reduces every column to its maximum m_c and the sum of
  *          exp(x - m_c) (for logsumexp over the terms below m_c, with the
  *          count of those equal to it kept apart, as softmax_row does), into
- *          partials; softmax stores exp(x - m_c) in y on the way.
- * combine  (fs_softmax_combine, one thread) merges the chunks of each column
+ *          partials. It reads its rows a sub-chunk at a time, twice (the
+ *          maxima, then the exps) while the sub-chunk is in L2, and merges
+ *          the sub-chunks as it goes.
+ * combine  (fs_softmax_combine, one thread) merges the tasks of each column
  *          in order, so results do not depend on the threads: the maximum M,
  *          and sum = sum_c sum_c' exp(m_c - M); logsumexp is then written.
- * phase 1  softmax scales each chunk's exps by exp(m_c - M) / sum, log_softmax
- *          writes (x - M) - log(sum): no exp per element in either.
+ * phase 1  softmax writes exp(x - M) / sum, log_softmax (x - M) - log(sum).
+ *          softmax takes a second exp rather than store the exps in phase 0:
+ *          the scores are read twice either way, and the stored exps would
+ *          add a write and a read of the output.
  *
  * The special values are softmax_row's: a column whose maximum is not finite
  * is NaN for softmax and shifted by 0 for the others (the sums then run
@@ -22,8 +27,8 @@
  *
  * Where the rows are contiguous, `unit` rows are read as one row of
  * unit * inner lanes (lane l is column l % inner), so that a few columns
- * still fill whole vectors; the rows left over at a chunk's end are read one
- * at a time.
+ * still fill whole vectors; the rows left over at a sub-chunk's end are read
+ * one at a time.
  */
 
 /* Each lane's largest and smallest value over nu units of w lanes, a unit
