@@ -31,21 +31,6 @@
  * one at a time.
  */
 
-/* Each lane's largest and smallest value over nu units of w lanes, a unit
- * every us elements. */
-FS_INLINE void FS_LOCAL(col_range)(const FS_T *x, fs_index us, fs_index w, fs_index nu, FS_T *m,
-                                   FS_T *lo)
-{
-    for (fs_index u = 0; u < nu; u++) {
-        const FS_T *xu = x + u * us;
-        FS_SIMD()
-        for (fs_index l = 0; l < w; l++) {
-            m[l] = xu[l] > m[l] ? xu[l] : m[l];
-            lo[l] = xu[l] < lo[l] ? xu[l] : lo[l];
-        }
-    }
-}
-
 /* Each lane's sum of exp(x - shift) over nu units into bs; with `count`, the
  * terms equal to the lane's mx go to bk instead (mx is NaN where no term
  * should count). FS_PART units are added in FS_T before each addition in
@@ -148,8 +133,8 @@ FS_INLINE void FS_LOCAL(col_sums)(const fs_softmax_batch *b, const FS_LOCAL(col_
         lo[l] = (FS_T)INFINITY;
         bs[l] = bk[l] = 0.0;
     }
-    FS_LOCAL(col_range)(x, us, w, nu, m, lo);
-    FS_LOCAL(col_range)(xl, b->x.s1, inner, left, m, lo);
+    FS_LOCAL(lane_range)(x, us, w, nu, m, lo);
+    FS_LOCAL(lane_range)(xl, b->x.s1, inner, left, m, lo);
     int fast = 1;
     for (fs_index j = 0; j < inner; j++) {
         for (fs_index u = 1; u < ch->unit; u++) {

@@ -135,6 +135,22 @@ FS_INLINE void FS_LOCAL(fill)(FS_T *y, fs_index n, fs_index ys, FS_T value)
 
 /* ------------------------------------------------------------ strips */
 
+/* Each lane's largest and smallest value, into m and lo, over n rows of w
+ * lanes, a row every rs elements: a strip's columns (strip_max) and the
+ * lanes of columns.h. */
+FS_INLINE void FS_LOCAL(lane_range)(const FS_T *x, fs_index rs, fs_index w, fs_index n, FS_T *m,
+                                    FS_T *lo)
+{
+    for (fs_index r = 0; r < n; r++) {
+        const FS_T *xr = x + r * rs;
+        FS_SIMD()
+        for (fs_index l = 0; l < w; l++) {
+            m[l] = xr[l] > m[l] ? xr[l] : m[l];
+            lo[l] = xr[l] < lo[l] ? xr[l] : lo[l];
+        }
+    }
+}
+
 /*
  * A strip is w <= FS_TILE columns computed together: column j holds the n
  * scores x[c * cs + j], so every step is a contiguous loop across columns.
@@ -159,14 +175,7 @@ FS_INLINE int FS_LOCAL(strip_max)(const FS_T *x, fs_index cs, fs_index w, fs_ind
         m[j] = -(FS_T)INFINITY;
         lo[j] = (FS_T)INFINITY;
     }
-    for (fs_index c = 0; c < n; c++) {
-        const FS_T *col = x + c * cs;
-        FS_SIMD()
-        for (fs_index j = 0; j < w; j++) {
-            m[j] = col[j] > m[j] ? col[j] : m[j];
-            lo[j] = col[j] < lo[j] ? col[j] : lo[j];
-        }
-    }
+    FS_LOCAL(lane_range)(x, cs, w, n, m, lo);
     for (fs_index j = 0; j < w; j++) {
         const FS_T sh = isfinite(m[j]) || shift_nonfinite_by_max ? m[j] : (FS_T)0;
         shift[j] = sh;
