@@ -24,6 +24,13 @@
 /* d score / d x at the score z. */
 #define FS_DSCORE(z) (capped ? (FS_T)1 - ((z) / cap) * ((z) / cap) : (FS_T)1)
 
+/* U of a class-index target, eps / C W: 0 without smoothing, so that an
+ * infinite class weight does not turn every row's gradient into NaN. */
+FS_INLINE double FS_LOCAL(uniform_mass)(const fs_xent_opts *o)
+{
+    return o->smoothing != 0.0 ? o->smoothing / (double)o->n_classes * o->weight_sum : 0.0;
+}
+
 /* The two formulas of the notation above, shared by every body. */
 FS_INLINE double FS_LOCAL(xent_loss)(double point, double shift_minus_zy, int with_u, double U,
                                      double gap, double log_s, double lse, double z_loss)
@@ -255,7 +262,7 @@ FS_INLINE double FS_LOCAL(xent_row)(const fs_xent_opts *o, const FS_T *x, fs_ind
         return NAN;
     }
     const double point = probs ? 0.0 : (1.0 - eps) * (w ? w[t] : 1.0);
-    const double Us = probs ? Usum : eps / (double)n * o->weight_sum;
+    const double Us = probs ? Usum : FS_LOCAL(uniform_mass)(o);
     const double loss = FS_LOCAL(xent_loss)(point, (double)shift - (double)zy, with_u, Us, gapsum,
                                             log_s, lse, o->z_loss);
     if (!store)
@@ -287,7 +294,7 @@ FS_INLINE void FS_LOCAL(xent_row_grad)(const fs_xent_opts *o, const FS_T *x, fs_
     const FS_T shift = (FS_T)lse;
     const double s = fs_exp_f64(lse - (double)shift);
     const double keep = 1.0 - eps, spread = eps / (double)n;
-    double Us = eps / (double)n * o->weight_sum;
+    double Us = FS_LOCAL(uniform_mass)(o);
     if (probs) {
         fs_sum U = {0.0, 0.0};
         FS_BLOCKS(b0, b1, n) {
@@ -380,7 +387,7 @@ FS_INLINE void FS_LOCAL(xent_strip)(const fs_xent_opts *o, const FS_T *x, fs_ind
             fs_sum_add(&gap[j], bgap[j]);
         }
     }
-    const double U = eps / (double)n * o->weight_sum;
+    const double U = FS_LOCAL(uniform_mass)(o);
     FS_SIMD()
     for (fs_index j = 0; j < w; j++) {
         const double log_s = fs_log_f64(s[j].s), l = (double)shift[j] + log_s;
@@ -398,7 +405,8 @@ FS_INLINE void FS_LOCAL(xent_strip)(const fs_xent_opts *o, const FS_T *x, fs_ind
         return;
     for (fs_index c = 0; c < n; c++) {
         FS_T *out = grad + c * gcs;
-        const FS_T wc = wt ? (FS_T)wt[c] : (FS_T)1;
+        /* gbf is 0 without smoothing: not times a weight that may be inf */
+        const FS_T wc = wt && eps != 0.0 ? (FS_T)wt[c] : (FS_T)1;
         FS_SIMD()
         for (fs_index j = 0; j < w; j++)
             out[j] = live[j] ? af[j] * out[j] - gbf[j] * wc : fillv[j];

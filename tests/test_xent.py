@@ -496,6 +496,91 @@ def test_plain_call_matches_the_general_path(dtype, shape, case, options):
         np.testing.assert_allclose(grad, ref_grad, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 10), (300, 50)])
+@pytest.mark.parametrize("case", ["plain", "ignored", "nan"])
+@pytest.mark.parametrize("options", ["defaults", "weight", "sum", "none", "all"])
+@pytest.mark.parametrize("delivery", ["out", "out is input", "inplace", "grad_output", "lse"])
+def test_plain_call_with_delivery_options_matches_the_general_path(
+    dtype, shape, case, options, delivery
+):
+    # out=, inplace=True, a float grad_output, return_lse=True and a weight of
+    # the scores' dtype take the short path too: bit for bit the general one's.
+    rng = np.random.default_rng(sum(shape) + len(delivery))
+    x = (3 * rng.standard_normal(shape)).astype(dtype)
+    t = rng.integers(0, shape[1], size=shape[0])
+    kw = dict(_PLAIN_OPTIONS[options])
+    if kw.get("weight") == "w":
+        kw["weight"] = rng.uniform(0.5, 2.0, size=shape[1]).astype(dtype)
+    ignore = kw.pop("ignore_index", -100)
+    if case == "ignored":
+        t[::3] = ignore
+    elif case == "nan":
+        x[0, 0] = np.nan
+    if delivery == "grad_output" and kw.get("reduction") == "none":
+        kw["grad_output"] = np.full(shape[0], 2.5)  # general path: an array
+    elif delivery == "grad_output":
+        kw["grad_output"] = 2.5
+    if delivery == "lse":
+        kw["return_lse"] = True
+
+    def run(ignore_index):
+        xx = x.copy()
+        extra = {}
+        if delivery == "out":
+            extra["out"] = np.full_like(xx, 7.0)
+        elif delivery == "out is input":
+            extra["out"] = xx
+        elif delivery == "inplace":
+            extra["inplace"] = True
+        result = fs.cross_entropy_with_grad(xx, t, ignore_index=ignore_index, **kw, **extra)
+        if "out" in extra:
+            assert result[1] is extra["out"]
+        elif delivery == "inplace":
+            assert result[1] is xx
+        return result
+
+    fast, general = run(ignore), run(np.int64(ignore))
+    assert len(fast) == len(general) == (3 if delivery == "lse" else 2)
+    for a, b in zip(fast, general):
+        assert type(a) is type(b) and a.dtype == b.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+    if case == "plain":
+        ref_kw = {k: v for k, v in kw.items() if k != "return_lse"}
+        _, ref_grad, ref_lse = reference.cross_entropy_with_grad(
+            x.astype(np.float64), t, ignore_index=ignore, **ref_kw
+        )
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(fast[1], ref_grad, rtol=tol, atol=tol)
+        if delivery == "lse":
+            np.testing.assert_allclose(fast[2], ref_lse, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 4), (300, 4), (5, 300)])
+@pytest.mark.parametrize("general", [False, True])
+def test_an_infinite_class_weight_leaves_other_rows_finite(dtype, shape, general):
+    # Without smoothing the sum of the weights plays no part: rows whose
+    # target has a finite weight keep their finite loss and gradient (as in
+    # torch), whatever another class's weight is.
+    rng = np.random.default_rng(shape[0])
+    x = rng.standard_normal(shape).astype(dtype)
+    t = rng.integers(0, shape[1], size=shape[0])
+    t[0] = 1
+    w = rng.uniform(0.5, 2.0, size=shape[1])
+    w[1] = np.inf
+    ignore = np.int64(-100) if general else -100
+    loss, grad = fs.cross_entropy_with_grad(x, t, w, ignore, reduction="none")
+    ref_loss, ref_grad, _ = reference.cross_entropy_with_grad(
+        x.astype(np.float64), t, w, reduction="none"
+    )
+    finite = t != 1
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(loss[finite], ref_loss[finite], rtol=tol, atol=tol)
+    np.testing.assert_allclose(grad[finite], ref_grad[finite], rtol=tol, atol=tol)
+    assert np.all(np.isinf(loss[~finite]))
+
+
 def test_plain_call_still_checks_its_arguments():
     x = np.zeros((3, 4))
     with pytest.raises(IndexError, match="target 4 is out of bounds for 4 classes at position"):
@@ -517,7 +602,7 @@ def test_plain_call_still_checks_its_arguments():
         fs.cross_entropy_with_grad(x, t, reduction="avg")
     with pytest.raises(ValueError, match="weight has shape"):
         fs.cross_entropy_with_grad(x, t, weight=np.ones(3))
-    # A weight of another dtype goes the general way, to the same result.
+    # A float32 weight gives what its float64 value gives.
     w = np.array([0.5, 1.0, 2.0, 4.0])
     np.testing.assert_array_equal(
         fs.cross_entropy_with_grad(x, t, weight=w.astype(np.float32))[1],

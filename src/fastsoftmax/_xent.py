@@ -172,13 +172,13 @@ def cross_entropy_with_grad(
     >>> grad
     array([[ 0.5, -0.5]])
     """
-    if grad_output is None and out is None and inplace is False and return_lse is False:
-        done = _plain_rows(
-            input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
-            with_grad=True, n_threads=n_threads,
-        )  # fmt: skip
-        if done is not None:
-            return done
+    done = _plain_rows(
+        input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
+        with_grad=True, n_threads=n_threads, grad_output=grad_output, out=out, inplace=inplace,
+        return_lse=return_lse,
+    )  # fmt: skip
+    if done is not None:
+        return done
     call = _Call(
         input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, n_threads
     )
@@ -596,17 +596,21 @@ def _positive(name, value):
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _INT64 = np.dtype(np.int64)
 _FLOAT64 = np.dtype(np.float64)
+_FLOAT32 = np.dtype(np.float32)
 
 
 def _plain_rows(
-    x, t, weight, ignore_index, reduction, smoothing, z_loss, softcap, with_grad, n_threads
-):
+    x, t, weight, ignore_index, reduction, smoothing, z_loss, softcap, with_grad, n_threads,
+    grad_output=None, out=None, inplace=False, return_lse=False,
+):  # fmt: skip
     """The common call without the general path's conversions: C-contiguous 2-D
     float32/float64 scores, int64 labels in range, the options of the types
-    their defaults have (a float64 weight array of one value per class) and
-    in range. Returns (loss, grad or None), or None when the call is not of
-    that kind; the general path then runs (and raises where it should). Its
-    results are the general path's, bit for bit (tests/test_xent.py)."""
+    their defaults have (a float32 or float64 weight array of one value per
+    class, a float grad_output for 'mean' and 'sum', an ``out`` apart from
+    the scores) and in range. Returns (loss, grad or None[, lse]), or None
+    when the call is not of that kind; the general path then runs (and
+    raises where it should). Its results are the general path's, bit for bit
+    (tests/test_xent.py)."""
     if not (
         type(x) is np.ndarray
         and type(t) is np.ndarray
@@ -631,12 +635,32 @@ def _plain_rows(
     ):
         return None
     n, c = x.shape
-    if weight is not None and not (
-        type(weight) is np.ndarray
-        and weight.dtype == _FLOAT64
-        and weight.shape == (c,)
-        and weight.flags.c_contiguous
-        and weight.flags.aligned
+    if weight is not None:
+        # (dtype identity: the builtin native dtypes are singletons; any other
+        # dtype object goes the general way, which is never wrong)
+        if not (
+            type(weight) is np.ndarray
+            and (weight.dtype is _FLOAT64 or weight.dtype is _FLOAT32)
+            and weight.shape == (c,)
+        ):
+            return None
+        flags = weight.flags
+        if not (flags.c_contiguous and flags.aligned):
+            return None
+        # As the general path: the kernels read float64 weights (exact from float32).
+        weight = weight.astype(_FLOAT64, copy=False)
+    if grad_output is not None and not (type(grad_output) is float and reduction != "none"):
+        return None
+    if inplace is not False and (inplace is not True or out is not None or not x.flags.writeable):
+        return None
+    if out is not None and not (
+        type(out) is np.ndarray
+        and out.shape == x.shape
+        and out.dtype == x.dtype
+        and out.flags.c_contiguous
+        and out.flags.aligned
+        and out.flags.writeable
+        and (out is x or not np.may_share_memory(out, x))
     ):
         return None
     n_threads = check_n_threads(n_threads)
@@ -647,20 +671,34 @@ def _plain_rows(
     # The dtype is given: NumPy 2.4's np.empty(n) keeps a reference to the
     # float64 dtype per call (tests/test_leaks.py watches its count).
     loss = np.empty(n, _FLOAT64)
-    grad = np.empty((n, c), dtype=x.dtype) if with_grad else None
+    lse = np.empty(n, _FLOAT64)
+    if not with_grad:
+        grad = None
+    elif inplace:
+        grad = x
+    elif out is not None:
+        grad = out
+    else:
+        grad = np.empty((n, c), dtype=x.dtype)
     mean = reduction == "mean"
-    g_value = (1.0 / kept if kept != 0 else np.nan) if mean else 1.0
+    g_value = 1.0 if grad_output is None else grad_output
+    if mean:
+        g_value = g_value / kept if kept != 0 else np.nan
     _index_rows(
-        x, t, grad, None, g_value, smoothing, n_threads, loss, np.empty(n, _FLOAT64),
+        x, t, grad, None, g_value, smoothing, n_threads, loss, lse,
         weight=weight, ignore_index=ignore_index, z_loss=z_loss, softcap=softcap,
     )  # fmt: skip
     if reduction == "none":
-        return loss.astype(x.dtype), grad
-    # One row: NumPy's sum is 0.0 + that row (a call of 1 us on its own).
-    total = float(loss[0]) + 0.0 if n == 1 else float(loss.sum())
-    if mean:
-        total = total / kept if kept != 0 else np.nan
-    return x.dtype.type(total), grad
+        total = loss.astype(x.dtype)
+    else:
+        # One row: NumPy's sum is 0.0 + that row (a call of 1 us on its own).
+        total = float(loss[0]) + 0.0 if n == 1 else float(loss.sum())
+        if mean:
+            total = total / kept if kept != 0 else np.nan
+        total = x.dtype.type(total)
+    if return_lse:
+        return total, grad, lse.astype(x.dtype)
+    return total, grad
 
 
 def _aligned(a, dtype, contiguous):
@@ -707,7 +745,12 @@ def _index_rows(
         loss=loss,
         lse=lse,
         weight=weight,
-        weight_sum=float(c) if weight is None else float(np.add.reduce(weight)),
+        # read only with smoothing (uniform_mass in xent.h): a sum spared
+        weight_sum=0.0
+        if label_smoothing == 0
+        else float(c)
+        if weight is None
+        else float(np.add.reduce(weight)),
         ignore_index=ignore_index,
         smoothing=label_smoothing,
         z_loss=z_loss,
