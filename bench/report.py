@@ -7,10 +7,12 @@ bench/out/, which git ignores; --out bench replaces the README's):
 
   results.md   Markdown tables: the fused call's medians in ms and ratios to
                the copy floor; softmax and log_softmax (out=) over both axes;
-               1 x 10 calls in µs; 1 thread against 2 on hot inputs
+               1 x 10 calls in µs; 1 thread against 2 on hot inputs; the
+               few-classes goals (1 and 2 threads, float32 and float64)
   results.png  the fused table as a bar chart (when matplotlib is installed)
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/report.py [--repeats 21] [--out DIR]
+    ... python bench/report.py --goals-only     # only the goals table, printed
 """
 
 import argparse
@@ -150,15 +152,7 @@ def small_calls(threads):
         pass
     lines = ["| 1 x 10 float32 call | µs |", "|---|---|"]
     for name, fn in calls.items():
-        for _ in range(200):
-            fn()
-        best = []
-        for _ in range(15):
-            t0 = time.perf_counter()
-            for _ in range(200):
-                fn()
-            best.append((time.perf_counter() - t0) / 200)
-        lines.append(f"| {name} | {1e6 * float(np.median(best)):.1f} |")
+        lines.append(f"| {name} | {1e6 * _per_call(fn):.1f} |")
         print(lines[-1], flush=True)
     return "\n".join(lines)
 
@@ -188,6 +182,145 @@ def thread_scaling(dtype, repeats):
     return "\n".join(lines)
 
 
+def _parallel_copy(threads):
+    """A copy of the same bytes on `threads` threads, where torch is installed.
+
+    np.copyto runs on one thread; on some machines (Intel server cores) one
+    core cannot reach the memory's bandwidth, so a 2-thread kernel is also
+    compared with a 2-thread copy: the floor it could reach.
+    """
+    try:
+        import torch
+    except ImportError:
+        return None
+
+    def copy(x, o):
+        torch.set_num_threads(threads)
+        torch.from_numpy(o).copy_(torch.from_numpy(x))
+
+    return copy
+
+
+# The few-classes goals: the fused forward + backward within these multiples
+# of the copy (C = 1000 with out= only), softmax and log_softmax within 1.3
+# over the last axis and 1.5 over axis 0.
+FUSED_GOALS = {(65536, 10): 2.0, (16384, 100): 1.3, (4096, 1000): 1.1}
+SOFTMAX_SHAPES = ((65536, 10), (16384, 100), (4096, 1000), (1024, 32000))
+SOFTMAX_GOALS = {-1: 1.3, 0: 1.5}
+
+
+def _goal_row(label, goal, t, name, copies):
+    cells = [f"{t[name] / t[c]:.2f}" if c in t else "-" for c in copies]
+    met = "yes" if t[name] / t["copy"] <= goal else "no"
+    return f"| {label} | {1e3 * t[name]:.3f} ms | " + " | ".join(cells) + f" | {goal} | {met} |"
+
+
+def goals_table(repeats):
+    """Each few-classes goal at 1 and 2 threads, float32 and float64, cold.
+
+    Ratios to np.copyto (one thread, the floor the goals are stated against)
+    and, for 2 threads, to a 2-thread copy; 'met' judges the first.
+    """
+    lines = [
+        "| call | median | x copy | x 2-thread copy | goal | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    copies = ("copy", "copy2")
+    for dtype, threads in itertools.product(("float32", "float64"), (2, 1)):
+        par = _parallel_copy(threads) if threads > 1 else None
+        base = {"copy": lambda x, o: np.copyto(o, x)}
+        if par:
+            base["copy2"] = par
+        for shape, goal in FUSED_GOALS.items():
+            xs = _rotation(shape, dtype, 64 * 2**20)
+            arrays = [(x, x.copy()) for x in xs]
+            target = np.random.default_rng(1).integers(0, shape[1], size=shape[0])
+            impls = dict(base)
+            impls["out="] = lambda x, o, t=target, k=threads: fastsoftmax.cross_entropy_with_grad(
+                x, t, out=o, n_threads=k
+            )
+            if shape[1] < 1000:
+                impls["fresh"] = lambda x, o, t=target, k=threads: (
+                    fastsoftmax.cross_entropy_with_grad(x, t, n_threads=k)
+                )
+            t = _interleave(impls, itertools.cycle(arrays), repeats)
+            for name in ("fresh", "out="):
+                if name in t:
+                    label = f"fused {name} {shape[0]} x {shape[1]} {dtype} {threads}T"
+                    lines.append(_goal_row(label, goal, t, name, copies))
+                    print(lines[-1], flush=True)
+        for shape in SOFTMAX_SHAPES:
+            xs = _rotation(shape, dtype, 64 * 2**20)
+            arrays = [(x, x.copy()) for x in xs]
+            for axis, goal in SOFTMAX_GOALS.items():
+                impls = dict(base)
+                for fname in ("softmax", "log_softmax"):
+                    fn = getattr(fastsoftmax, fname)
+                    impls[fname] = lambda x, o, fn=fn, a=axis, k=threads: fn(
+                        x, axis=a, out=o, n_threads=k
+                    )
+                t = _interleave(impls, itertools.cycle(arrays), repeats)
+                for fname in ("softmax", "log_softmax"):
+                    label = f"{fname} axis {axis} {shape[0]} x {shape[1]} {dtype} {threads}T"
+                    lines.append(_goal_row(label, goal, t, fname, copies))
+                    print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
+def small_call_goals():
+    """1 x 10 calls against their goals (3 µs softmax, 5 µs fused with any option), hot."""
+    x = np.random.default_rng(0).standard_normal((1, 10)).astype(np.float32)
+    t = np.array([3])
+    w = np.linspace(0.5, 1.5, 10, dtype=np.float32)
+    fused = fastsoftmax.cross_entropy_with_grad
+    calls = {
+        "softmax": (3, lambda: fastsoftmax.softmax(x, axis=1)),
+        "log_softmax": (3, lambda: fastsoftmax.log_softmax(x, axis=1)),
+        "cross_entropy_with_grad": (5, lambda: fused(x, t)),
+        "... weight=": (5, lambda: fused(x, t, weight=w)),
+        "... ignore_index=3": (5, lambda: fused(x, t, ignore_index=3)),
+        "... reduction='none'": (5, lambda: fused(x, t, reduction="none")),
+        "... reduction='sum'": (5, lambda: fused(x, t, reduction="sum")),
+        "... label_smoothing=0.1": (5, lambda: fused(x, t, label_smoothing=0.1)),
+        "... z_loss=1e-4": (5, lambda: fused(x, t, z_loss=1e-4)),
+        "... softcap=30": (5, lambda: fused(x, t, softcap=30.0)),
+        "... return_lse=True": (5, lambda: fused(x, t, return_lse=True)),
+        "... every option": (
+            5,
+            lambda: fused(
+                x,
+                t,
+                weight=w,
+                ignore_index=1,
+                reduction="sum",
+                label_smoothing=0.1,
+                z_loss=1e-4,
+                softcap=30.0,
+                return_lse=True,
+            ),
+        ),
+    }
+    lines = ["| 1 x 10 float32 call | µs | goal | met |", "|---|---|---|---|"]
+    for name, (goal, fn) in calls.items():
+        us = 1e6 * _per_call(fn)
+        lines.append(f"| {name} | {us:.1f} | {goal} | {'yes' if us <= goal else 'no'} |")
+        print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
+def _per_call(fn, inner=200, rounds=15):
+    """Median seconds per call of fn() over rounds of `inner` calls, after a warm-up."""
+    for _ in range(inner):
+        fn()
+    best = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        best.append((time.perf_counter() - t0) / inner)
+    return float(np.median(best))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=21)
@@ -195,6 +328,11 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
         "--fused-only", action="store_true", help="only the fused cross-entropy table and plot"
+    )
+    parser.add_argument(
+        "--goals-only",
+        action="store_true",
+        help="only the few-classes goals (1 and 2 threads, float32 and float64), printed",
     )
     parser.add_argument(
         "--out",
@@ -217,6 +355,11 @@ def main(argv=None):
         f"fastsoftmax {info['version']} ({info['simd']}), NumPy {np.__version__}, "
         f"{versions()}; {threads} threads, {args.dtype}, cold inputs; runtimes: {blas}"
     )
+    if args.goals_only:
+        print(header)
+        goals_table(args.repeats)
+        small_call_goals()
+        return 0
     rows, names = [], None
     for shape in DEFAULT_SHAPES:
         small = shape[0] * shape[1] <= 4_200_000
@@ -251,6 +394,9 @@ def main(argv=None):
             "Small calls:\n\n" + small_calls(threads),
             "Threads, fused forward + backward, out=, hot:\n\n"
             + thread_scaling(args.dtype, args.repeats),
+            "Few-classes goals, cold (x copy: over np.copyto, one thread; x 2-thread copy:"
+            " over torch's copy_ on 2 threads):\n\n" + goals_table(args.repeats),
+            "Small-call goals, hot:\n\n" + small_call_goals(),
         ]
     md, png = os.path.join(args.out, "results.md"), os.path.join(args.out, "results.png")
     with open(md, "w") as f:
