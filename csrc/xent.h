@@ -50,30 +50,56 @@ FS_INLINE double FS_LOCAL(xent_coef)(double g, double point, double U, double ls
 #define FS_SPREAD(i) \
     ((probs ? q[(i) * qs] * keep + spread : spread) * (weighted ? (FS_T)w[i] : (FS_T)1))
 
+/* u_c of class i (see spread_block) */
+FS_INLINE double FS_LOCAL(spread_u)(const FS_T *q, fs_index qs, const double *w, fs_index i,
+                                    double keep, double spread, FS_T keep_t, FS_T spread_t,
+                                    const int probs, const int weighted, const int wide)
+{
+    return wide ? (probs ? (double)q[i * qs] * keep + spread : spread) * (weighted ? w[i] : 1.0)
+                : (double)((probs ? q[i * qs] * keep_t + spread_t : spread_t)
+                           * (weighted ? (FS_T)w[i] : (FS_T)1));
+}
+
 /* sum of u_c and, with `with_gap`, of u_c (shift - z_c) over the n classes
  * of a block, z_c in z (q and w start at the block too; z unused without).
  * u_c in FS_T, or with `wide` in double: a spread eps / C that is 0 in FS_T
  * must stay non-zero where it meets an infinite gap (the loss is then inf,
- * not NaN); FS_T otherwise, 5% faster with smoothing or probabilities. */
+ * not NaN); FS_T otherwise, 5% faster with smoothing or probabilities.
+ * The sums run in FS_LANES fixed partial sums, as exp_block's: the order of
+ * the additions is then the code's, not the vectoriser's, which chose
+ * another for a block read at unit stride (the forward with softcap, from a
+ * stack copy of z) than at a run-time one (the fused row, z in grad), and
+ * the forward's loss then differed from the fused call's in the last bit. */
 FS_INLINE void FS_LOCAL(spread_block)(const FS_T *z, fs_index zs, const FS_T *q, fs_index qs,
                                       const double *w, fs_index n, FS_T shift, double keep,
                                       double spread, double *U, double *gap, const int probs,
                                       const int weighted, const int with_gap, const int wide)
 {
-    double bu = 0.0, bgap = 0.0;
+    double bu[FS_LANES] = {0}, bgap[FS_LANES] = {0};
     const FS_T keep_t = (FS_T)keep, spread_t = (FS_T)spread;
-    FS_SIMD(reduction(+ : bu, bgap))
-    for (fs_index i = 0; i < n; i++) {
-        const double u =
-            wide ? (probs ? (double)q[i * qs] * keep + spread : spread) * (weighted ? w[i] : 1.0)
-                 : (double)((probs ? q[i * qs] * keep_t + spread_t : spread_t)
-                            * (weighted ? (FS_T)w[i] : (FS_T)1));
-        bu += u;
-        if (with_gap)
-            bgap += u * (double)(shift - z[i * zs]);
+    for (fs_index i0 = 0; i0 < n; i0 += FS_LANES) {
+        const fs_index rest = n - i0;
+        FS_SIMD()
+        for (fs_index l = 0; l < FS_LANES; l++) {
+            if (l < rest) {
+                const fs_index i = i0 + l;
+                const double u = FS_LOCAL(spread_u)(q, qs, w, i, keep, spread, keep_t, spread_t,
+                                                    probs, weighted, wide);
+                bu[l] += u;
+                if (with_gap)
+                    bgap[l] += u * (double)(shift - z[i * zs]);
+            }
+        }
     }
-    *U = bu;
-    *gap = bgap;
+    for (fs_index h = FS_LANES / 2; h > 0; h /= 2) {
+        FS_SIMD()
+        for (fs_index l = 0; l < h; l++) {
+            bu[l] += bu[l + h];
+            bgap[l] += bgap[l + h];
+        }
+    }
+    *U = bu[0];
+    *gap = bgap[0];
 }
 
 /*
