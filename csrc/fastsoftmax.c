@@ -227,6 +227,17 @@ void fs_softmax_plan(fs_softmax_batch *b)
 
 void fs_xent_plan(fs_xent_batch *b)
 {
+    /* W, read only with smoothing (xent.h's uniform_mass): summed here, once a
+     * call, compensated, rather than by a NumPy call that costs as much as a
+     * small batch's whole loss */
+    if (b->o.smoothing != 0.0 && b->o.weight) {
+        fs_sum w = {0.0, 0.0};
+        for (fs_index c = 0; c < b->o.n_classes; c++)
+            fs_sum_add(&w, b->o.weight[c]);
+        b->o.weight_sum = w.s;
+    } else {
+        b->o.weight_sum = (double)b->o.n_classes;
+    }
     /* strips and tiles: class-index targets, the fused forward, no softcap */
     const int across = b->target.p != NULL && b->lse_in.p == NULL && b->o.softcap == 0.0;
     const int grad = b->grad.p != NULL;

@@ -194,7 +194,7 @@ typedef struct fs_xent_opts {
     double z_loss;        /* coefficient of lse^2 added to each loss */
     double softcap;       /* scores become s * tanh(x / s); 0 turns it off */
     const double *weight; /* n_classes class weights, or NULL for all ones */
-    double weight_sum;    /* sum of the class weights (n_classes if NULL) */
+    double weight_sum;    /* sum of the class weights (n_classes if NULL); fs_xent_plan sets it */
 } fs_xent_opts;
 
 /*

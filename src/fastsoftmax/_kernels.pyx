@@ -156,7 +156,7 @@ def softmax(x, y, int op, int dtype, int n_threads):
 
 
 def xent(x, *, grad=None, target=None, q=None, g=None, double g_value=1.0, lse_in=None,
-         loss=None, lse=None, weight=None, double weight_sum=0.0, int64_t ignore_index=-1,
+         loss=None, lse=None, weight=None, int64_t ignore_index=-1,
          double smoothing=0.0, double z_loss=0.0, double softcap=0.0, int dtype, int n_threads):
     """Cross-entropy of x (outer, C, inner) against int64 labels target (outer,
     inner; ignore_index and negative labels are ignored) or probabilities q
@@ -183,11 +183,50 @@ def xent(x, *, grad=None, target=None, q=None, g=None, double g_value=1.0, lse_i
     b.o.z_loss = z_loss
     b.o.softcap = softcap
     b.o.weight = <const double *>_arr(weight, False).p
-    b.o.weight_sum = weight_sum
-    fs_xent_plan(&b)
-    b.scratch = _scratch(fs_xent_scratch(&b), n_threads)
+    return _xent_run(&b, n_threads)
+
+
+def xent_rows(x, labels, grad, g, double g_value, loss, lse, weight, int64_t ignore_index,
+              double smoothing, double z_loss, double softcap, int dtype, int n_threads):
+    """xent on C-contiguous (m, C) rows x, m int64 labels (and g None or m
+    float64 scales), grad (m, C) or None: the trainer's and plain calls'
+    entry, its arguments positional, without a reshape to (m, C, 1) each
+    (at 1 x 10 a third of the call went to those)."""
+    cdef fs_xent_batch b
+    cdef fs_index shape[3]
+    b.dtype = <fs_dtype>dtype
+    b.x = _rows(x, False, shape)
+    b.outer, b.inner = shape[0], 1
+    b.grad = _rows(grad, True, NULL)
+    b.target = _rows(labels, False, NULL)
+    b.q.p = b.lse_in.p = NULL
+    b.q.s0 = b.q.s1 = b.q.s2 = b.lse_in.s0 = b.lse_in.s1 = b.lse_in.s2 = 0
+    b.g = _rows(g, False, NULL)
+    b.g_value = g_value
+    b.loss = <double *>_arr(loss, True).p
+    b.lse = <double *>_arr(lse, True).p
+    b.ignore_index = ignore_index
+    b.o.n_classes = shape[1]
+    b.o.smoothing = smoothing
+    b.o.z_loss = z_loss
+    b.o.softcap = softcap
+    b.o.weight = <const double *>_arr(weight, False).p
+    return _xent_run(&b, n_threads)
+
+
+cdef fs_arr _rows(object a, bint writable, fs_index *shape) except *:
+    # An (m, C) or (m,) array as the (m, C, 1) or (m, 1) one _arr would see.
+    cdef fs_arr v = _arr(a, writable, shape)
+    if v.p != NULL:
+        v.s1, v.s2 = v.s2, 1
+    return v
+
+
+cdef int _xent_run(fs_xent_batch *b, int n_threads) except -1:
+    fs_xent_plan(b)  # (sets b.o.weight_sum)
+    b.scratch = _scratch(fs_xent_scratch(b), n_threads)
     with nogil:
-        _run(fs_xent_task, &b, b.plan.n_tasks, n_threads)
+        _run(fs_xent_task, b, b.plan.n_tasks, n_threads)
     PyMem_RawFree(b.scratch)
     return b.plan.kind
 

@@ -45,7 +45,7 @@ def threads_for(n_threads, work):
     OpenMP's default, which OMP_NUM_THREADS and threadpoolctl set.
     """
     global _started_threads
-    if _forked_after_threads:
+    if _forked_after_threads or work < 2 * GRAIN:  # (one thread whatever is wanted)
         return 1
     wanted = _kernels.max_threads() if n_threads is None else n_threads
     n = max(1, min(wanted, work // GRAIN))

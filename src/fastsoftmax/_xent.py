@@ -359,7 +359,7 @@ class _Call:
 
     def _set_weight(self, weight):
         if weight is None:
-            self.weight, self.weight_sum = None, float(self.n_classes)
+            self.weight = None
             return
         w = np.asarray(weight)
         if not _is_real(w.dtype):
@@ -371,7 +371,6 @@ class _Call:
             )
         # np.ascontiguousarray would keep an unaligned buffer as it is.
         self.weight = _aligned(w, np.float64, contiguous=True)
-        self.weight_sum = float(self.weight.sum())
 
     def _set_target(self, target):
         t = np.asarray(target)
@@ -539,7 +538,6 @@ class _Call:
             g=g_rows,
             g_value=g_value,
             weight=self.weight,
-            weight_sum=self.weight_sum,
             ignore_index=self._kernel_ignore(),
             smoothing=self.smoothing,
             z_loss=self.z_loss,
@@ -736,25 +734,7 @@ def _index_rows(
     and lse into ``loss`` and ``lse``; the gradient, scaled by ``g`` (an (m,)
     array) or ``g_value``, into ``grad`` unless it is None (it may be ``x``)."""
     m, c = x.shape
-    _kernels.xent(
-        x.reshape(m, c, 1),
-        grad=None if grad is None else grad.reshape(m, c, 1),
-        target=labels.reshape(m, 1),
-        g=None if g is None else g.reshape(m, 1),
-        g_value=g_value,
-        loss=loss,
-        lse=lse,
-        weight=weight,
-        # read only with smoothing (uniform_mass in xent.h): a sum spared
-        weight_sum=0.0
-        if label_smoothing == 0
-        else float(c)
-        if weight is None
-        else float(np.add.reduce(weight)),
-        ignore_index=ignore_index,
-        smoothing=label_smoothing,
-        z_loss=z_loss,
-        softcap=0.0 if softcap is None else softcap,
-        dtype=DTYPE_CODE[x.dtype],
-        n_threads=threads_for(n_threads, m * c),
-    )
+    _kernels.xent_rows(
+        x, labels, grad, g, g_value, loss, lse, weight, ignore_index, label_smoothing, z_loss,
+        0.0 if softcap is None else softcap, DTYPE_CODE[x.dtype], threads_for(n_threads, m * c),
+    )  # fmt: skip
