@@ -77,18 +77,28 @@ FS_INLINE void FS_LOCAL(spread_block)(const FS_T *z, fs_index zs, const FS_T *q,
 {
     double bu[FS_LANES] = {0}, bgap[FS_LANES] = {0};
     const FS_T keep_t = (FS_T)keep, spread_t = (FS_T)spread;
-    for (fs_index i0 = 0; i0 < n; i0 += FS_LANES) {
-        const fs_index rest = n - i0;
+    fs_index i0 = 0;
+    for (; i0 + FS_LANES <= n; i0 += FS_LANES) {
         FS_SIMD()
         for (fs_index l = 0; l < FS_LANES; l++) {
-            if (l < rest) {
-                const fs_index i = i0 + l;
-                const double u = FS_LOCAL(spread_u)(q, qs, w, i, keep, spread, keep_t, spread_t,
-                                                    probs, weighted, wide);
-                bu[l] += u;
-                if (with_gap)
-                    bgap[l] += u * (double)(shift - z[i * zs]);
-            }
+            const fs_index i = i0 + l;
+            const double u = FS_LOCAL(spread_u)(q, qs, w, i, keep, spread, keep_t, spread_t, probs,
+                                                weighted, wide);
+            bu[l] += u;
+            if (with_gap)
+                bgap[l] += u * (double)(shift - z[i * zs]);
+        }
+    }
+    const fs_index rest = n - i0;
+    FS_SIMD()
+    for (fs_index l = 0; l < FS_LANES; l++) {
+        if (l < rest) {
+            const fs_index i = i0 + l;
+            const double u = FS_LOCAL(spread_u)(q, qs, w, i, keep, spread, keep_t, spread_t, probs,
+                                                weighted, wide);
+            bu[l] += u;
+            if (with_gap)
+                bgap[l] += u * (double)(shift - z[i * zs]);
         }
     }
     for (fs_index h = FS_LANES / 2; h > 0; h /= 2) {
