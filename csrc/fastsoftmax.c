@@ -49,6 +49,19 @@ static int fs_many_registers(void)
 #endif
 }
 
+/* Whether the CPU runs AVX2 (the x86-64-v3 clone or better, or a build for
+ * AVX2): fs_transpose.h's AVX2 tiles choose by it. */
+static int fs_has_avx2(void)
+{
+#if FS_HAVE_DISPATCH
+    return __builtin_cpu_supports("x86-64-v3");
+#elif defined(__AVX2__)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 #include "fs_transpose.h"
 
 /* Rows of a batch in order, as (i, j) = (r / inner, r % inner) without a
