@@ -92,6 +92,20 @@
         }                                                                             \
     }
 
+/* tile_in and tile_out of one instruction set and dtype: the functions'
+ * attribute, their names' suffix, element, lanes, vector type and zero, the
+ * accesses, the transpose, OVERLAP. */
+#define FS_TILE_FUNCS(ATTR, NAME, T, B, V, zero, maskz_load, load, mask_store, store, transpose,  \
+                      OVERLAP)                                                                    \
+    ATTR static void fs_tile_in_##NAME(const T *x, fs_index xrs, fs_index nr, fs_index n, T *xt)  \
+    {                                                                                             \
+        FS_TILE_IN_BODY(T, B, V, zero, maskz_load, load, store, transpose, OVERLAP);              \
+    }                                                                                             \
+    ATTR static void fs_tile_out_##NAME(const T *xt, fs_index nr, fs_index n, T *y, fs_index yrs) \
+    {                                                                                             \
+        FS_TILE_OUT_BODY(T, B, V, zero, load, mask_store, store, transpose, OVERLAP);             \
+    }
+
 #if FS_HAVE_AVX512_TILES
 #if FS_HAVE_DISPATCH
 #define FS_AVX512_TARGET target("arch=x86-64-v4"),
@@ -155,25 +169,11 @@ FS_AVX512_INLINE void fs_transpose_8x8(__m512d *r)
 #undef FS_PD
 #undef FS_PS
 
-/* tile_in and tile_out of one dtype: suffix, element, lanes, vector type, the
- * intrinsics' suffix (ps, pd), the transpose. (Without OVERLAP: not measured
- * on an AVX-512 CPU yet.) */
-#define FS_TILE_FUNCS(SUF, T, B, V, I, transpose)                                                 \
-    FS_AVX512 static void fs_tile_in_avx512_##SUF(const T *x, fs_index xrs, fs_index nr,          \
-                                                  fs_index n, T *xt)                              \
-    {                                                                                             \
-        FS_TILE_IN_BODY(T, B, V, _mm512_setzero_##I(), _mm512_maskz_loadu_##I, _mm512_loadu_##I,  \
-                        _mm512_storeu_##I, transpose, 0);                                         \
-    }                                                                                             \
-    FS_AVX512 static void fs_tile_out_avx512_##SUF(const T *xt, fs_index nr, fs_index n, T *y,    \
-                                                   fs_index yrs)                                  \
-    {                                                                                             \
-        FS_TILE_OUT_BODY(T, B, V, _mm512_setzero_##I(), _mm512_loadu_##I, _mm512_mask_storeu_##I, \
-                         _mm512_storeu_##I, transpose, 0);                                        \
-    }
-FS_TILE_FUNCS(f32, float, 16, __m512, ps, fs_transpose_16x16)
-FS_TILE_FUNCS(f64, double, 8, __m512d, pd, fs_transpose_8x8)
-#undef FS_TILE_FUNCS
+/* Without OVERLAP, not measured on an AVX-512 CPU yet. */
+FS_TILE_FUNCS(FS_AVX512, avx512_f32, float, 16, __m512, _mm512_setzero_ps(), _mm512_maskz_loadu_ps,
+              _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_storeu_ps, fs_transpose_16x16, 0)
+FS_TILE_FUNCS(FS_AVX512, avx512_f64, double, 8, __m512d, _mm512_setzero_pd(), _mm512_maskz_loadu_pd,
+              _mm512_loadu_pd, _mm512_mask_storeu_pd, _mm512_storeu_pd, fs_transpose_8x8, 0)
 #endif
 
 #if FS_HAVE_AVX2_TILES
@@ -242,24 +242,13 @@ FS_AVX2_MASK_FUNCS(pd, double, __m256d)
 
 /* Here rows of at least B classes take full vectors (OVERLAP): a masked
  * store is slow on Zen 3 and C = 10 is more than 8 floats. */
-#define FS_TILE_FUNCS(SUF, T, B, V, I, transpose)                                                \
-    FS_AVX2 static void fs_tile_in_avx2_##SUF(const T *x, fs_index xrs, fs_index nr, fs_index n, \
-                                              T *xt)                                             \
-    {                                                                                            \
-        FS_TILE_IN_BODY(T, B, V, _mm256_setzero_##I(), fs_maskz_loadu_##I, _mm256_loadu_##I,     \
-                        _mm256_storeu_##I, transpose, 1);                                        \
-    }                                                                                            \
-    FS_AVX2 static void fs_tile_out_avx2_##SUF(const T *xt, fs_index nr, fs_index n, T *y,       \
-                                               fs_index yrs)                                     \
-    {                                                                                            \
-        FS_TILE_OUT_BODY(T, B, V, _mm256_setzero_##I(), _mm256_loadu_##I, fs_mask_storeu_##I,    \
-                         _mm256_storeu_##I, transpose, 1);                                       \
-    }
-FS_TILE_FUNCS(f32, float, 8, __m256, ps, fs_transpose_8x8_ps)
-FS_TILE_FUNCS(f64, double, 4, __m256d, pd, fs_transpose_4x4_pd)
-#undef FS_TILE_FUNCS
+FS_TILE_FUNCS(FS_AVX2, avx2_f32, float, 8, __m256, _mm256_setzero_ps(), fs_maskz_loadu_ps,
+              _mm256_loadu_ps, fs_mask_storeu_ps, _mm256_storeu_ps, fs_transpose_8x8_ps, 1)
+FS_TILE_FUNCS(FS_AVX2, avx2_f64, double, 4, __m256d, _mm256_setzero_pd(), fs_maskz_loadu_pd,
+              _mm256_loadu_pd, fs_mask_storeu_pd, _mm256_storeu_pd, fs_transpose_4x4_pd, 1)
 #endif
 
+#undef FS_TILE_FUNCS
 #undef FS_LAST_BLOCK
 #undef FS_TILE_IN_BODY
 #undef FS_TILE_OUT_BODY

@@ -174,15 +174,8 @@ def xent(x, *, grad=None, target=None, q=None, g=None, double g_value=1.0, lse_i
     b.q = _arr(q, False)
     b.g = _arr(g, False)
     b.lse_in = _arr(lse_in, False)
-    b.g_value = g_value
-    b.loss = <double *>_arr(loss, True).p
-    b.lse = <double *>_arr(lse, True).p
-    b.ignore_index = ignore_index
-    b.o.n_classes = shape[1]
-    b.o.smoothing = smoothing
-    b.o.z_loss = z_loss
-    b.o.softcap = softcap
-    b.o.weight = <const double *>_arr(weight, False).p
+    _xent_options(&b, g_value, loss, lse, weight, ignore_index, shape[1], smoothing, z_loss,
+                  softcap)
     return _xent_run(&b, n_threads)
 
 
@@ -202,15 +195,8 @@ def xent_rows(x, labels, grad, g, double g_value, loss, lse, weight, int64_t ign
     b.q.p = b.lse_in.p = NULL
     b.q.s0 = b.q.s1 = b.q.s2 = b.lse_in.s0 = b.lse_in.s1 = b.lse_in.s2 = 0
     b.g = _rows(g, False, NULL)
-    b.g_value = g_value
-    b.loss = <double *>_arr(loss, True).p
-    b.lse = <double *>_arr(lse, True).p
-    b.ignore_index = ignore_index
-    b.o.n_classes = shape[1]
-    b.o.smoothing = smoothing
-    b.o.z_loss = z_loss
-    b.o.softcap = softcap
-    b.o.weight = <const double *>_arr(weight, False).p
+    _xent_options(&b, g_value, loss, lse, weight, ignore_index, shape[1], smoothing, z_loss,
+                  softcap)
     return _xent_run(&b, n_threads)
 
 
@@ -220,6 +206,22 @@ cdef fs_arr _rows(object a, bint writable, fs_index *shape) except *:
     if v.p != NULL:
         v.s1, v.s2 = v.s2, 1
     return v
+
+
+cdef inline int _xent_options(fs_xent_batch *b, double g_value, object loss, object lse,
+                              object weight, int64_t ignore_index, fs_index n_classes,
+                              double smoothing, double z_loss, double softcap) except -1:
+    # The fields xent and xent_rows set alike.
+    b.g_value = g_value
+    b.loss = <double *>_arr(loss, True).p
+    b.lse = <double *>_arr(lse, True).p
+    b.ignore_index = ignore_index
+    b.o.n_classes = n_classes
+    b.o.smoothing = smoothing
+    b.o.z_loss = z_loss
+    b.o.softcap = softcap
+    b.o.weight = <const double *>_arr(weight, False).p
+    return 0
 
 
 cdef int _xent_run(fs_xent_batch *b, int n_threads) except -1:
