@@ -83,3 +83,31 @@ def bench_xent_fwd_bwd(benchmark, impl, shape, dtype, temperature):
         benchmark(lambda: step(inputs(), y))
     else:
         benchmark(copy_floor(inputs))
+
+
+OPTIONS = {
+    "plain": {},
+    "weight": {"weight": "w"},
+    "label_smoothing": {"label_smoothing": 0.1},
+    "z_loss": {"z_loss": 1e-4},
+    "softcap": {"softcap": 30.0},
+    "softcap+smoothing": {"softcap": 30.0, "label_smoothing": 0.1},
+    "copy": None,
+}
+
+
+@pytest.mark.parametrize("shape", [(16384, 100), (1024, 32000)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("option", list(OPTIONS))
+def bench_xent_options(benchmark, option, shape):
+    """What each option costs: float32, cold, out=, against the copy of the same bytes."""
+    inputs = Inputs(shape, "float32", cold=True)
+    t = labels(shape[0], shape[1])
+    benchmark.group = f"xent options {shape[0]}x{shape[1]} float32 cold out="
+    if OPTIONS[option] is None:
+        benchmark(copy_floor(inputs))
+        return
+    kwargs = dict(OPTIONS[option])
+    if kwargs.get("weight") == "w":
+        kwargs["weight"] = np.linspace(0.5, 1.5, shape[1])
+    out = np.empty(shape, np.float32)
+    benchmark(lambda: fastsoftmax.cross_entropy_with_grad(inputs(), t, out=out, **kwargs))

@@ -301,7 +301,7 @@ void fs_half_eval(fs_dtype dtype, int widen, const void *x, void *y, fs_index n)
 int fs_half_simd_disable(int off);
 
 /* fs_math.h's functions over arrays, for the test suite: fn 0 exp, 1 the fast
- * exp, 2 log, 3 log1p (the last two in double whatever T). */
+ * exp, 2 log, 3 log1p (these two in double whatever T), 4 tanh. */
 void fs_math_eval(fs_dtype dtype, int fn, const void *x, void *y, fs_index n);
 /* Largest error in float ulps of fs_exp_f32 (fast = 0) or fs_exp_fast_f32 over
  * every float whose bits are in [lo, hi], against libm's double exp; the

@@ -9,6 +9,7 @@
 #define FS_LOCAL(name) FS_CAT(FS_CAT(name, _), FS_SUF)
 #define FS_EXP FS_CAT(fs_exp_, FS_SUF)
 #define FS_EXP_FAST FS_CAT(fs_exp_fast_, FS_SUF)
+#define FS_TANH FS_CAT(fs_tanh_, FS_SUF)
 #define FS_EXP_LO FS_CAT(FS_EXP_FAST_LO_, FS_SUF)
 
 /* exp(v), by the fast version where the block was found in its range. */

@@ -18,9 +18,8 @@
  * relative precision when the scores are large.
  */
 
-/* The score after the optional softcap (tanh in double for every dtype: a
- * rare path, kept simple). */
-#define FS_SCORE(v) (capped ? cap * (FS_T)tanh((double)((v) / cap)) : (v))
+/* The score after the optional softcap (fs_math.h's tanh, which vectorises). */
+#define FS_SCORE(v) (capped ? cap * FS_TANH((v) / cap) : (v))
 /* d score / d x at the score z. */
 #define FS_DSCORE(z) (capped ? (FS_T)1 - ((z) / cap) * ((z) / cap) : (FS_T)1)
 
@@ -198,6 +197,7 @@ FS_INLINE void FS_LOCAL(xent_sums)(const FS_T *x, fs_index xs, FS_LOCAL(xent_tar
         fs_index bzs = ss;
         FS_T zb[FS_SUM_BLOCK];
         if (capped && !keep_z) {
+            FS_SIMD()
             for (fs_index i = 0; i < len; i++)
                 zb[i] = FS_SCORE(x[(b0 + i) * xs]);
             bz = zb;
@@ -504,7 +504,10 @@ FS_DISPATCH double FS_CAT(fs_xent_forward_row_, FS_SUF)(const fs_xent_batch *b, 
     FS_LOCAL(xent_target) tu = tg; /* the target of the unit-stride calls: qs a constant 1 */
     tu.qs = 1;
     double lse, loss;
-    if (capped)
+    if (capped && unit) /* (the softcap's tanh vectorises only at unit stride) */
+        loss = probs ? (store ? FS_XENT_ROW(tu, 1, 1, 1, 1, 1) : FS_XENT_ROW(tu, 1, 1, 0, 1, 1))
+                     : (store ? FS_XENT_ROW(tu, 1, 1, 1, 1, 0) : FS_XENT_ROW(tu, 1, 1, 0, 1, 0));
+    else if (capped)
         loss = probs
                    ? (store ? FS_XENT_ROW(tg, xs, gs, 1, 1, 1) : FS_XENT_ROW(tg, xs, gs, 0, 1, 1))
                    : (store ? FS_XENT_ROW(tg, xs, gs, 1, 1, 0) : FS_XENT_ROW(tg, xs, gs, 0, 1, 0));
@@ -527,7 +530,9 @@ FS_DISPATCH void FS_CAT(fs_xent_backward_row_, FS_SUF)(const fs_xent_batch *b, c
     const int unit = xs == 1 && gs == 1 && (!probs || tg.qs == 1);
     FS_LOCAL(xent_target) tu = tg; /* the target of the unit-stride calls: qs a constant 1 */
     tu.qs = 1;
-    if (capped)
+    if (capped && unit)
+        probs ? FS_XENT_ROW_GRAD(tu, 1, 1, 1, 1) : FS_XENT_ROW_GRAD(tu, 1, 1, 1, 0);
+    else if (capped)
         probs ? FS_XENT_ROW_GRAD(tg, xs, gs, 1, 1) : FS_XENT_ROW_GRAD(tg, xs, gs, 1, 0);
     else if (probs)
         unit ? FS_XENT_ROW_GRAD(tu, 1, 1, 0, 1) : FS_XENT_ROW_GRAD(tg, xs, gs, 0, 1);

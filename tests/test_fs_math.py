@@ -1,4 +1,4 @@
-"""csrc/fs_math.h on its own: exp, the fast exp, log and log1p against correct
+"""csrc/fs_math.h on its own: exp, the fast exp, log, log1p and tanh against correct
 references, at the ulp bounds its header claims, and their special values.
 
 Every float32 of the fast exp's range is checked (in C, against libm's
@@ -12,7 +12,7 @@ import pytest
 
 from fastsoftmax import _kernels
 
-EXP, EXP_FAST, LOG, LOG1P = 0, 1, 2, 3
+EXP, EXP_FAST, LOG, LOG1P, TANH = 0, 1, 2, 3, 4
 CODES = {np.float32: _kernels.F32, np.float64: _kernels.F64}
 
 
@@ -124,3 +124,51 @@ def test_log_and_log1p_special_values():
     np.testing.assert_array_max_ulp(y[5], np.log(2.0), maxulp=1)
     q = evaluate(LOG1P, np.array([0.0, np.inf, np.nan, 1e-20]))
     assert q[0] == 0.0 and q[1] == np.inf and np.isnan(q[2]) and q[3] == 1e-20
+
+
+def float32_ulps(y, ref):
+    """|y - ref| in units of the float32 spacing at ref (ref in float64)."""
+    spacing = np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
+    return np.abs(y.astype(np.float64) - ref) / spacing
+
+
+def test_float32_tanh_on_a_stride_through_every_float_up_to_saturation():
+    # Every 23rd float from the smallest subnormal to 10 (tanh is 1 in float
+    # beyond 9.02), and both signs: about 47 million values in blocks.
+    top = bits(10.0)
+    worst = 0.0
+    for start in range(0, top, 1 << 24):
+        b = np.arange(start, min(top, start + (1 << 24)), 23, dtype=np.uint32)
+        x = b.view(np.float32)
+        y = evaluate(TANH, x)
+        worst = max(worst, float(float32_ulps(y, np.tanh(x.astype(np.float64))).max()))
+        np.testing.assert_array_equal(evaluate(TANH, -x), -y)
+    assert worst < 1.6
+
+
+@long_double
+def test_float64_tanh_sampled():
+    rng = np.random.default_rng(4)
+    x = np.concatenate(
+        [
+            rng.uniform(0.0, 20.0, 1_000_000),
+            rng.uniform(0.6, 0.65, 200_000),  # on both sides of the switch
+            np.exp(rng.uniform(-700, 0, 200_000)),
+        ]
+    )
+    x = np.concatenate([x, -x])
+    assert ulps(evaluate(TANH, x), np.tanh(x.astype(np.longdouble))).max() < 1.6
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_special_values(dtype):
+    info = np.finfo(dtype)
+    x = np.array(
+        [-np.inf, np.inf, np.nan, 0.0, -0.0, info.max, -info.max, info.smallest_subnormal, 40.0],
+        dtype=dtype,
+    )
+    y = evaluate(TANH, x)
+    np.testing.assert_array_equal(y[:2], [-1.0, 1.0])
+    assert np.isnan(y[2])
+    assert y[3] == 0.0 and not np.signbit(y[3]) and y[4] == 0.0 and np.signbit(y[4])
+    np.testing.assert_array_equal(y[5:], [1.0, -1.0, info.smallest_subnormal, 1.0])
