@@ -200,20 +200,33 @@ static fs_plan fs_plan_of(fs_plan_kind kind, fs_index per, fs_index outer, fs_in
 /* The batch's layout decides (the table in fastsoftmax.h): tiles for rows of
  * few contiguous classes, strips across a contiguous inner axis, rows
  * otherwise (FS_TILE of them per task when they are short). */
-static fs_plan fs_plan_layout(fs_index n, fs_index inner, fs_index outer, int across, int unit_c,
-                              int unit_inner)
+static int fs_is_half(fs_dtype d)
 {
-    if (across && inner == 1 && n <= FS_SMALL_C && unit_c)
+    return d == FS_F16 || d == FS_BF16;
+}
+
+/* Classes up to which rows go in tiles (the measurements at FS_SMALL_C in
+ * fastsoftmax.h): with AVX-512, all FS_SMALL_C for the cross-entropy,
+ * logsumexp and 2-byte rows in float32, 64 for the float32 softmax and
+ * log_softmax (whose row kernel is the faster from about 96) and for float64
+ * (a tile of more doubles leaves L1); 64 everywhere without AVX-512, where
+ * wider tiles were not measured. */
+static fs_index fs_tile_classes(fs_dtype dtype, int xent_or_lse)
+{
+    if (dtype == FS_F64 || !fs_many_registers())
+        return 64;
+    return xent_or_lse || fs_is_half(dtype) ? FS_SMALL_C : 64;
+}
+
+static fs_plan fs_plan_layout(fs_index n, fs_index inner, fs_index outer, int across, int unit_c,
+                              int unit_inner, fs_index tile_classes)
+{
+    if (across && inner == 1 && n <= tile_classes && unit_c)
         return fs_plan_of(FS_TILES, FS_TILE, outer, inner);
     if (across && inner > 1 && unit_inner)
         return fs_plan_of(FS_STRIPS, FS_TILE, outer, inner);
     /* about FS_ROW_TASK elements a task: the per-task cost stays small */
     return fs_plan_of(FS_ROWS, n < FS_ROW_TASK ? (FS_ROW_TASK + n - 1) / n : 1, outer, inner);
-}
-
-static int fs_is_half(fs_dtype d)
-{
-    return d == FS_F16 || d == FS_BF16;
 }
 
 /* 2-byte batches are never strips or columns (staged.h): unit_inner is 0
@@ -235,7 +248,7 @@ void fs_softmax_plan(fs_softmax_batch *b)
         return;
     }
     b->plan = fs_plan_layout(b->n, b->inner, b->outer, 1, b->x.s1 == 1 && (lse || b->y.s1 == 1),
-                             unit_inner);
+                             unit_inner, fs_tile_classes(b->dtype, lse));
 }
 
 void fs_xent_plan(fs_xent_batch *b)
@@ -256,7 +269,8 @@ void fs_xent_plan(fs_xent_batch *b)
     const int grad = b->grad.p != NULL;
     b->plan = fs_plan_layout(b->o.n_classes, b->inner, b->outer, across,
                              b->x.s1 == 1 && (!grad || b->grad.s1 == 1),
-                             b->x.s2 == 1 && (!grad || b->grad.s2 == 1) && !fs_is_half(b->dtype));
+                             b->x.s2 == 1 && (!grad || b->grad.s2 == 1) && !fs_is_half(b->dtype),
+                             fs_tile_classes(b->dtype, 1));
 }
 
 fs_index fs_check_labels_i64(const int64_t *t, fs_index n, fs_index n_classes, int has_ignore,

@@ -59,7 +59,7 @@ def guarded(shape, dtype, row_pad=0):
 
 
 ROWS = [1, 15, 16, 17, 63, 64, 65, 130]
-CLASSES = [1, 2, 3, 7, 8, 9, 10, 15, 16, 17, 33, 64]
+CLASSES = [1, 2, 3, 7, 8, 9, 10, 15, 16, 17, 33, 64, 65, 100, 127, 128]
 DTYPES = [np.float32, np.float64]
 
 

@@ -144,12 +144,15 @@ def test_ties_go_to_the_even_neighbour(dtype, conversions):
 
 # ------------------------------------------------------------ softmax family
 
-# (shape, axis): tiles (<= 64 classes), rows, strided rows (a class axis that
+# (shape, axis): tiles (<= 128 classes), rows, strided rows (a class axis that
 # is not the last), several axes, and one sample.
 FAMILY_CASES = [
     ((33, 10), 1),
     ((130, 64), -1),
     ((64, 65), 1),
+    ((70, 100), 1),
+    ((65, 128), 1),
+    ((9, 129), 1),
     ((20, 1000), 1),
     ((3, 20000), 1),
     ((300, 7), 0),
@@ -319,7 +322,18 @@ XENT_OPTIONS = [
     pytest.param(dict(softcap=4.0), id="softcap"),
 ]
 # tiles, rows, a long row, K-dimensional (the rows then read across the inner axis)
-XENT_SHAPES = [(70, 12), (40, 64), (30, 65), (9, 3000), (2, 33000), (6, 7, 5), (3, 80, 2, 3)]
+XENT_SHAPES = [
+    (70, 12),
+    (40, 64),
+    (30, 65),
+    (70, 100),
+    (65, 128),
+    (9, 129),
+    (9, 3000),
+    (2, 33000),
+    (6, 7, 5),
+    (3, 80, 2, 3),
+]
 
 
 def xent_case(shape, dtype, opts, seed):
@@ -416,15 +430,16 @@ def test_bad_input(dtype):
 
 @pytest.mark.parametrize("dtype", HALVES)
 @pytest.mark.parametrize("rows", ["contiguous", "sliced"])
-def test_tiles_of_short_rows(dtype, rows, conversions):
-    """Rows of at most 64 classes go in tiles of 64: converted in one loop when
-    the rows follow each other in memory, element by element otherwise."""
-    base = scores((150, 40), dtype, seed=11)
-    x = base[:, :13] if rows == "sliced" else np.ascontiguousarray(base[:, :13])
-    t = np.arange(150) % 13
+@pytest.mark.parametrize("c", [13, 100])
+def test_tiles_of_short_rows(dtype, rows, c, conversions):
+    """Rows of at most 128 classes go in tiles of 64: converted in one loop
+    when the rows follow each other in memory, element by element otherwise."""
+    base = scores((150, 140), dtype, seed=11)
+    x = base[:, :c] if rows == "sliced" else np.ascontiguousarray(base[:, :c])
+    t = np.arange(150) % c
     x64 = x.astype(np.float64)
     for name in ["softmax", "log_softmax"]:
-        out = np.zeros((150, 40), dtype)[:, :13] if rows == "sliced" else None
+        out = np.zeros((150, 140), dtype)[:, :c] if rows == "sliced" else None
         got = getattr(fs, name)(x, axis=1, out=out)
         assert_within_one_ulp(got, getattr(reference, name)(x64, 1), dtype)
     assert_within_one_ulp(fs.logsumexp(x, axis=1), reference.logsumexp(x64, 1), dtype)

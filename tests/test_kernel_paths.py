@@ -25,7 +25,12 @@ LAYOUTS = {
     "tiles C=32": ((65, 32), "contiguous"),
     "tiles C=33": ((9, 33), "contiguous"),
     "tiles C=64": ((66, 64), "contiguous"),
-    "rows C=65": ((9, 65), "contiguous"),
+    # 65 to 128 classes: tiles for the float32 cross-entropy and logsumexp,
+    # rows otherwise (fs_tile_classes)
+    "tiles or rows C=65": ((9, 65), "contiguous"),
+    "tiles or rows C=100": ((70, 100), "contiguous"),
+    "tiles or rows C=128": ((65, 128), "contiguous"),
+    "rows C=129": ((9, 129), "contiguous"),
     "rows C=300": ((5, 300), "contiguous"),
     "rows C=600": ((3, 600), "contiguous"),
     "rows C=10 strided": ((40, 10), "every other class"),
