@@ -206,16 +206,12 @@ static int fs_is_half(fs_dtype d)
 }
 
 /* Classes up to which rows go in tiles (the measurements at FS_SMALL_C in
- * fastsoftmax.h): with AVX-512, all FS_SMALL_C for the cross-entropy,
- * logsumexp and 2-byte rows in float32, 64 for the float32 softmax and
- * log_softmax (whose row kernel is the faster from about 96) and for float64
- * (a tile of more doubles leaves L1); 64 everywhere without AVX-512, where
- * wider tiles were not measured. */
-static fs_index fs_tile_classes(fs_dtype dtype, int xent_or_lse)
+ * fastsoftmax.h): FS_SMALL_C for 2-byte rows on AVX-512 CPUs, 64 otherwise
+ * (float32 and float64, whose cold rows are faster than tiles beyond; and
+ * CPUs without AVX-512, where wider tiles were not measured). */
+static fs_index fs_tile_classes(fs_dtype dtype)
 {
-    if (dtype == FS_F64 || !fs_many_registers())
-        return 64;
-    return xent_or_lse || fs_is_half(dtype) ? FS_SMALL_C : 64;
+    return fs_is_half(dtype) && fs_many_registers() ? FS_SMALL_C : 64;
 }
 
 static fs_plan fs_plan_layout(fs_index n, fs_index inner, fs_index outer, int across, int unit_c,
@@ -248,7 +244,7 @@ void fs_softmax_plan(fs_softmax_batch *b)
         return;
     }
     b->plan = fs_plan_layout(b->n, b->inner, b->outer, 1, b->x.s1 == 1 && (lse || b->y.s1 == 1),
-                             unit_inner, fs_tile_classes(b->dtype, lse));
+                             unit_inner, fs_tile_classes(b->dtype));
 }
 
 void fs_xent_plan(fs_xent_batch *b)
@@ -270,7 +266,7 @@ void fs_xent_plan(fs_xent_batch *b)
     b->plan = fs_plan_layout(b->o.n_classes, b->inner, b->outer, across,
                              b->x.s1 == 1 && (!grad || b->grad.s1 == 1),
                              b->x.s2 == 1 && (!grad || b->grad.s2 == 1) && !fs_is_half(b->dtype),
-                             fs_tile_classes(b->dtype, 1));
+                             fs_tile_classes(b->dtype));
 }
 
 fs_index fs_check_labels_i64(const int64_t *t, fs_index n, fs_index n_classes, int has_ignore,

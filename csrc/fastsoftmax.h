@@ -82,20 +82,18 @@ typedef enum fs_dtype { FS_F32 = 0, FS_F64 = 1, FS_F16 = 2, FS_BF16 = 3, FS_N_DT
  * Thresholds, each with the measurement that chose it (AMD EPYC Zen 4,
  * gcc 12, float32, one thread, hot; the fused forward + backward):
  * FS_SMALL_C  the most classes a tile holds (its stack buffers' size); how
- *             many go in tiles is fs_tile_classes's choice (fastsoftmax.c),
- *             by dtype and operation. Tiles beat the row kernel up to 64
- *             classes everywhere (Zen 4, ns a row, tile against row, float32
- *             / float64): C = 32 28 / 45, 38 / 56; C = 48 39 / 48, 54 / 64;
- *             C = 64 51 / 55, 72 / 79; C = 96 75 / 63, 140 / 98. On an AMD
- *             EPYC Zen 5 (2 threads, hot, ms, tiles / rows) they also win up
- *             to 128 classes for the float32 cross-entropy (16384 x 100 0.87
- *             / 1.09, 12800 x 128 0.49 / 0.60; one thread 0.98 / 1.76, 0.98 /
- *             1.05), the float32 logsumexp (17066 x 96 0.38 / 0.67, 12800 x
- *             128 0.39 / 0.61) and every 2-byte operation (bfloat16 fused
- *             16384 x 100 0.56 / 1.01, 12800 x 128 0.63 / 0.95; softmax 0.52
- *             / 0.76, 0.55 / 0.63), but not for the float32 softmax and
- *             log_softmax (12800 x 128 0.44 / 0.37) nor float64 (16384 x 100
- *             fused 1.49 / 1.23): 128 classes of 64 doubles leave L1.
+ *             many go in tiles is fs_tile_classes's choice (fastsoftmax.c).
+ *             Tiles beat the row kernel up to 64 classes everywhere (Zen 4,
+ *             ns a row, tile against row, float32 / float64): C = 32 28 / 45,
+ *             38 / 56; C = 48 39 / 48, 54 / 64; C = 64 51 / 55, 72 / 79; C =
+ *             96 75 / 63, 140 / 98. On an AMD EPYC Zen 5 (cold inputs, fused
+ *             out=, ms, 1 thread, tiles / rows) 2-byte rows win in tiles up to
+ *             128 classes (float16 16384 x 100 1.18 / 2.42, 12800 x 128 1.12
+ *             / 1.56; bfloat16 12800 x 128 1.07 / 1.26), float32 rows do not
+ *             (20480 x 80 1.73 / 1.35, 14628 x 112 1.59 / 1.07), although
+ *             hot they do (16384 x 100 1.01 / 1.64): a float32 tile of more
+ *             than 64 classes is more than 16 KiB, and a 2-byte row costs
+ *             its row kernel a widening and a rounding pass more.
  * FS_TILE     rows (columns of a strip) computed together: 32 costs the
  *             same as 64 at C = 10 and 6% more at C = 32; 128 gains 10% at
  *             C = 10 and 2% at C = 32 for a stack tile twice the size.
