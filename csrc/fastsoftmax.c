@@ -197,23 +197,21 @@ static fs_plan fs_plan_of(fs_plan_kind kind, fs_index per, fs_index outer, fs_in
     return p;
 }
 
-/* The batch's layout decides (the table in fastsoftmax.h): tiles for rows of
- * few contiguous classes, strips across a contiguous inner axis, rows
- * otherwise (FS_TILE of them per task when they are short). */
 static int fs_is_half(fs_dtype d)
 {
     return d == FS_F16 || d == FS_BF16;
 }
 
-/* Classes up to which rows go in tiles (the measurements at FS_SMALL_C in
- * fastsoftmax.h): FS_SMALL_C for 2-byte rows on AVX-512 CPUs, 64 otherwise
- * (float32 and float64, whose cold rows are faster than tiles beyond; and
- * CPUs without AVX-512, where wider tiles were not measured). */
+/* Classes up to which rows go in tiles: FS_HALF_SMALL_C for 2-byte rows on
+ * AVX-512 CPUs, FS_SMALL_C otherwise (the measurements in fastsoftmax.h). */
 static fs_index fs_tile_classes(fs_dtype dtype)
 {
-    return fs_is_half(dtype) && fs_many_registers() ? FS_SMALL_C : 64;
+    return fs_is_half(dtype) && fs_many_registers() ? FS_HALF_SMALL_C : FS_SMALL_C;
 }
 
+/* The batch's layout decides (the table in fastsoftmax.h): tiles for rows of
+ * few contiguous classes, strips across a contiguous inner axis, rows
+ * otherwise (FS_TILE of them per task when they are short). */
 static fs_plan fs_plan_layout(fs_index n, fs_index inner, fs_index outer, int across, int unit_c,
                               int unit_inner, fs_index tile_classes)
 {

@@ -40,9 +40,10 @@
  * --------------------------------------
  * | batch                                   | plan      | body                  |
  * |-----------------------------------------|-----------|-----------------------|
- * | inner = 1, C <= fs_tile_classes, unit   | FS_TILES  | transpose, then strip |
- * |   class stride (input and output), no   |           | (softmax.h, xent.h)   |
- * |   softcap, class-index targets, forward |           |                       |
+ * | inner = 1, C <= FS_SMALL_C (2-byte: see | FS_TILES  | transpose, then strip |
+ * |   FS_HALF_SMALL_C), unit class stride   |           | (softmax.h, xent.h)   |
+ * |   (input, output), no softcap, class-   |           |                       |
+ * |   index targets, forward                |           |                       |
  * | softmax family, inner > 1, unit inner   | FS_COLUMNS| chunks, combine,      |
  * |   stride, C and size large (below), not |           | chunks (columns.h)    |
  * |   2-byte                                |           |                       |
@@ -81,19 +82,20 @@ typedef enum fs_dtype { FS_F32 = 0, FS_F64 = 1, FS_F16 = 2, FS_BF16 = 3, FS_N_DT
 /*
  * Thresholds, each with the measurement that chose it (AMD EPYC Zen 4,
  * gcc 12, float32, one thread, hot; the fused forward + backward):
- * FS_SMALL_C  the most classes a tile holds (its stack buffers' size); how
- *             many go in tiles is fs_tile_classes's choice (fastsoftmax.c).
- *             Tiles beat the row kernel up to 64 classes everywhere (Zen 4,
- *             ns a row, tile against row, float32 / float64): C = 32 28 / 45,
- *             38 / 56; C = 48 39 / 48, 54 / 64; C = 64 51 / 55, 72 / 79; C =
- *             96 75 / 63, 140 / 98. On an AMD EPYC Zen 5 (cold inputs, fused
- *             out=, ms, 1 thread, tiles / rows) 2-byte rows win in tiles up to
- *             128 classes (float16 16384 x 100 1.18 / 2.42, 12800 x 128 1.12
- *             / 1.56; bfloat16 12800 x 128 1.07 / 1.26), float32 rows do not
- *             (20480 x 80 1.73 / 1.35, 14628 x 112 1.59 / 1.07), although
- *             hot they do (16384 x 100 1.01 / 1.64): a float32 tile of more
- *             than 64 classes is more than 16 KiB, and a 2-byte row costs
- *             its row kernel a widening and a rounding pass more.
+ * FS_SMALL_C  rows of at most this many classes go in tiles, which beat
+ *             the row kernel up to 64 classes and lose from 96 (ns a row,
+ *             tile against row, float32 / float64): C = 32 28 / 45, 38 / 56;
+ *             C = 48 39 / 48, 54 / 64; C = 64 51 / 55, 72 / 79; C = 96 75 /
+ *             63, 140 / 98. A tile of 64 classes is 16 KiB of float32.
+ * FS_HALF_SMALL_C  the same for 2-byte rows on AVX-512 CPUs (fs_tile_classes
+ *             in fastsoftmax.c chooses; elsewhere FS_SMALL_C, where wider
+ *             tiles were not measured). On an AMD EPYC Zen 5 (cold inputs,
+ *             fused out=, ms, 1 thread, tiles / rows) 2-byte rows win in
+ *             tiles up to 128 classes (float16 16384 x 100 1.18 / 2.42, 12800
+ *             x 128 1.12 / 1.56; bfloat16 12800 x 128 1.07 / 1.26), float32
+ *             rows do not (20480 x 80 1.73 / 1.35, 14628 x 112 1.59 / 1.07),
+ *             although hot they do (16384 x 100 1.01 / 1.64): a 2-byte row
+ *             costs its row kernel a widening and a rounding pass more.
  * FS_TILE     rows (columns of a strip) computed together: 32 costs the
  *             same as 64 at C = 10 and 6% more at C = 32; 128 gains 10% at
  *             C = 10 and 2% at C = 32 for a stack tile twice the size.
@@ -127,7 +129,10 @@ typedef enum fs_dtype { FS_F32 = 0, FS_F64 = 1, FS_F16 = 2, FS_BF16 = 3, FS_N_DT
  * Each may be set at compile time (-DFS_TILE=32) to measure it again.
  */
 #ifndef FS_SMALL_C
-#define FS_SMALL_C 128
+#define FS_SMALL_C 64
+#endif
+#ifndef FS_HALF_SMALL_C
+#define FS_HALF_SMALL_C 128
 #endif
 #ifndef FS_TILE
 #define FS_TILE 64

@@ -1,9 +1,9 @@
 /*
  * Elementary functions that GCC and Clang vectorise inside `#pragma omp simd`
  * loops (libm's are opaque calls and are not): exp and tanh for float and
- * double, log and log1p for double, and the compensated sum of block sums. Clamps are
- * written as comparisons: fminf/fmaxf keep C99's NaN rule, so GCC calls libm
- * for them and the loop around them runs scalar, 16 times slower
+ * double, log and log1p for double, and the compensated sum of block sums.
+ * Clamps are written as comparisons: fminf/fmaxf keep C99's NaN rule, so GCC
+ * calls libm for them and the loop around them runs scalar, 16 times slower
  * (tests/test_build.py checks that the extension imports no such function).
  *
  * exp(x) = 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2]

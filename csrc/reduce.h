@@ -185,7 +185,8 @@ FS_INLINE int FS_LOCAL(strip_max)(const FS_T *x, fs_index cs, fs_index w, fs_ind
     return !bad;
 }
 
-/* Tiles: nr <= FS_TILE rows of n <= FS_SMALL_C contiguous classes, transposed
+/* Tiles: nr <= FS_TILE rows of n contiguous classes (at most FS_SMALL_C, or
+ * FS_HALF_SMALL_C for the widened 2-byte rows of staged.h), transposed
  * into a class-major stack buffer xt[c * FS_TILE + r] and back; in AVX-512
  * or AVX2 registers where the CPU has them (fs_transpose.h). */
 FS_INLINE void FS_LOCAL(tile_in)(const FS_T *x, fs_index xrs, fs_index nr, fs_index n, FS_T *xt)

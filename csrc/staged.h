@@ -78,7 +78,7 @@ FS_INLINE void FS_HLOCAL(narrow_row)(const float *in, fs_index n, uint16_t *y, f
         FS_HLOCAL(narrow)(in, n, y, ys);
 }
 
-/* nr rows of n <= FS_SMALL_C contiguous classes into a class-major float
+/* nr rows of n <= FS_HALF_SMALL_C contiguous classes into a class-major float
  * tile xt[c * FS_TILE + r], and back (as tile_in and tile_out). Rows that
  * follow each other in memory (xrs == n) are converted in one vectorised
  * loop through buf and transposed as floats: converting element by element
@@ -265,7 +265,7 @@ FS_DISPATCH void FS_HCAT(fs_softmax_task_)(const fs_softmax_batch *b, fs_index t
     const fs_index n = b->n, rows = b->outer * b->inner, per = b->plan.per_task;
     const fs_index r0 = task * per, r1 = rows - r0 < per ? rows : r0 + per;
     if (b->plan.kind == FS_TILES) { /* inner == 1, unit class strides */
-        float xt[FS_SMALL_C * FS_TILE], buf[FS_SMALL_C * FS_TILE];
+        float xt[FS_HALF_SMALL_C * FS_TILE], buf[FS_HALF_SMALL_C * FS_TILE];
         const fs_index nr = r1 - r0;
         FS_HLOCAL(tile_in)(x + r0 * b->x.s0, b->x.s0, nr, n, xt, buf);
         if (b->op == FS_LOGSUMEXP) {
@@ -308,7 +308,7 @@ FS_DISPATCH void FS_HCAT(fs_xent_task_)(const fs_xent_batch *b, fs_index task)
     if (b->plan.kind == FS_TILES) { /* inner == 1, class-index targets, the fused forward */
         int64_t tbuf[FS_TILE];
         double gbuf[FS_TILE];
-        float xt[FS_SMALL_C * FS_TILE], buf[FS_SMALL_C * FS_TILE];
+        float xt[FS_HALF_SMALL_C * FS_TILE], buf[FS_HALF_SMALL_C * FS_TILE];
         const fs_index nr = r1 - r0;
         for (fs_index r = r0; r < r1; r++, fs_walk_next(&rw)) {
             tbuf[r - r0] = target_of_f32(b, &rw).t;
