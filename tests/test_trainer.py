@@ -234,10 +234,25 @@ def test_sgd_approaches_the_optimum(digits):
     assert model.score(X_test, y_test) > 0.94
 
 
+def _many_classes_path(monkeypatch, path):
+    """Sends every class count to the path of many classes (two BLAS products
+    around the kernel, the step inside the second) when ``path`` says so."""
+    if path == "gemm":
+        import fastsoftmax.linear_model._fused as fused_kernel
+
+        monkeypatch.setattr(fused_kernel, "MAX_CLASSES", 0)
+
+
+@pytest.mark.parametrize("path", ["fused", "gemm"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
-def test_sgd_step_rules_match_a_reference_loop(momentum, nesterov):
-    # One epoch, no shuffling: the same steps as a plain NumPy loop in the way
-    # torch.optim.SGD takes them (weight decay added to the gradient).
+def test_sgd_step_rules_match_a_reference_loop(
+    momentum, nesterov, fit_intercept, path, monkeypatch
+):
+    # Two epochs, no shuffling: the same steps as a plain NumPy loop in the way
+    # torch.optim.SGD takes them (weight decay added to the gradient, not to
+    # the intercept's).
+    _many_classes_path(monkeypatch, path)
     rng = np.random.default_rng(1)
     X = rng.standard_normal((50, 5))
     y = rng.integers(0, 3, size=50)
@@ -250,6 +265,7 @@ def test_sgd_step_rules_match_a_reference_loop(momentum, nesterov):
         momentum=momentum,
         nesterov=nesterov,
         shuffle=False,
+        fit_intercept=fit_intercept,
         max_iter=2,
         tol=None,
     ).fit(X, y)
@@ -265,15 +281,17 @@ def test_sgd_step_rules_match_a_reference_loop(momentum, nesterov):
             if momentum:
                 vW, vb = momentum * vW + gW, momentum * vb + gb
                 gW, gb = (gW + momentum * vW, gb + momentum * vb) if nesterov else (vW, vb)
-            W, b = W - lr * gW, b - lr * gb
+            W, b = W - lr * gW, b - lr * gb * fit_intercept
     np.testing.assert_allclose(model.coef_, W, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(model.intercept_, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("path", ["fused", "gemm"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_shuffled_weighted_sgd_matches_a_reference_loop(dtype):
+def test_shuffled_weighted_sgd_matches_a_reference_loop(dtype, path, monkeypatch):
     # Shuffled rows (the library's gather), sample weights and label smoothing:
     # the same steps as a NumPy loop drawing the same permutations.
+    _many_classes_path(monkeypatch, path)
     rng = np.random.default_rng(2)
     n, d, c, batch, lr, ls = 70, 6, 4, 16, 0.2, 0.1
     X = rng.standard_normal((n, d)).astype(dtype)

@@ -3,7 +3,9 @@
 The scores of a batch become their own gradient in place, scaled by the
 learning rate when there is no momentum, so that their product with the
 batch is the step itself. With few classes each batch is one kernel that
-reads every row once, straight from its place in X.
+reads every row once, straight from its place in X; with many, dense X goes
+through GemmSteps (two BLAS products, the step inside the second) and
+sparse X through two sparse products.
 """
 
 import math
@@ -18,6 +20,7 @@ from fastsoftmax._threads import check_n_threads, threads_for
 from fastsoftmax._xent import batch_loss_grad
 from fastsoftmax.linear_model._common import Diverged
 from fastsoftmax.linear_model._fused import FusedGrad, fused_rows
+from fastsoftmax.linear_model._gemm_steps import GemmSteps
 
 # Parts of a batch summed separately (and then in a fixed order) by the
 # fused kernel, which reads each row once and needs no gathered copy of a
@@ -134,7 +137,6 @@ def sgd_epoch(model, X, y, weights, rng, epoch):
     if vel is None or vel.shape != coef.shape or vel.dtype != dtype:
         model._reset_velocity()
     vel, vel_b = model._velocity, model._velocity_intercept
-    coef_flat = coef.reshape(-1)
     # Without momentum the kernel scales the gradient of the scores by the
     # learning rate, so that the product with the batch is the step itself.
     scale = lr if mu == 0.0 else 1.0
@@ -146,8 +148,10 @@ def sgd_epoch(model, X, y, weights, rng, epoch):
     ls, n_threads = float(model.label_smoothing), check_n_threads(model.n_threads)
     if fused_rows(X, n_classes, dtype):
         batch_grad = _fused_batches(model, X, y, weights, order, batch, scale, ls, n_threads)
+    elif not sp.issparse(X):
+        return _gemm_epoch(model, X, y, weights, order, batch, scale, ls, epoch)
     else:
-        batch_grad = _blas_batches(model, X, y, weights, order, batch, scale, ls, n_threads)
+        batch_grad = _sparse_batches(model, X, y, weights, order, batch, scale, ls, n_threads)
 
     total = 0.0
     for start in range(0, n, batch):
@@ -180,10 +184,32 @@ def sgd_epoch(model, X, y, weights, rng, epoch):
             vel_b *= mu
             vel_b += grad_b
             intercept -= lr * (grad_b + mu * vel_b if nesterov else vel_b)
-    objective = total / n + 0.5 * alpha * float(np.dot(coef_flat, coef_flat))
+    return _objective(model, total / n, epoch)
+
+
+def _objective(model, mean_loss, epoch):
+    coef_flat = model.coef_.reshape(-1)
+    objective = mean_loss + 0.5 * float(model.alpha) * float(np.dot(coef_flat, coef_flat))
     if not math.isfinite(objective):
         diverged(model, objective, epoch, None)
     return objective
+
+
+def _gemm_epoch(model, X, y, weights, order, batch, scale, ls, epoch):
+    """An epoch of dense X with many classes: each batch's products and step by GemmSteps."""
+    n = X.shape[0]
+    steps = GemmSteps(model, X, y, weights, batch, scale, ls)
+    total = 0.0
+    try:
+        for start in range(0, n, batch):
+            stop = min(start + batch, n)
+            loss = steps.step(start, stop, order)
+            if not math.isfinite(loss):
+                diverged(model, loss, epoch, start // batch + 1)
+            total += loss * (stop - start)
+    finally:
+        steps.finish()
+    return _objective(model, total / n, epoch)
 
 
 def _fused_batches(model, X, y, weights, order, batch, scale, ls, n_threads):
@@ -219,16 +245,13 @@ def _fused_batches(model, X, y, weights, order, batch, scale, ls, n_threads):
     return batch_grad
 
 
-def _blas_batches(model, X, y, weights, order, batch, scale, ls, n_threads):
-    """Batch gradients from two matrix products around the fused kernel
-    (many classes, sparse X)."""
+def _sparse_batches(model, X, y, weights, order, batch, scale, ls, n_threads):
+    """Batch gradients of sparse X (many classes): two sparse products around
+    the fused kernel."""
     coef, intercept = model.coef_, model.intercept_
-    dtype, n_classes = coef.dtype, coef.shape[0]
-    dense = not sp.issparse(X)
+    n_classes = coef.shape[0]
     coef_t = coef.T
-    x_buf = np.empty((batch, X.shape[1]), dtype=dtype) if dense and order is not None else None
-    z_buf = np.empty((batch, n_classes), dtype=dtype)
-    y_buf = np.empty(batch, dtype=y.dtype)
+    z_buf = np.empty((batch, n_classes), dtype=coef.dtype)
     g_buf = None if weights is None else np.empty(batch)
     loss_buf, lse_buf = np.empty(batch), np.empty(batch)
 
@@ -236,35 +259,22 @@ def _blas_batches(model, X, y, weights, order, batch, scale, ls, n_threads):
         m = stop - start
         if order is None:
             xb, yb = X[start:stop], y[start:stop]
-            gb = (
-                None
-                if weights is None
-                else np.multiply(weights[start:stop], scale / m, out=g_buf[:m])
-            )
+            gb = None if weights is None else weights[start:stop]
         else:
-            # mode='clip' (the indices are valid) lets take write straight
-            # into the buffer; the default mode buffers the output first.
             idx = order[start:stop]
-            xb = np.take(X, idx, axis=0, out=x_buf[:m], mode="clip") if dense else X[idx]
-            yb = np.take(y, idx, out=y_buf[:m], mode="clip")
-            gb = None if weights is None else np.take(weights, idx, out=g_buf[:m], mode="clip")
-            if gb is not None:
-                gb *= scale / m
+            xb, yb = X[idx], y[idx]
+            gb = None if weights is None else weights[idx]
+        if gb is not None:
+            gb = np.multiply(gb, scale / m, out=g_buf[:m])
         z = z_buf[:m]
-        if dense:
-            np.matmul(xb, coef_t, out=z)
-        else:
-            z[...] = safe_sparse_dot(xb, coef_t, dense_output=True)
+        z[...] = safe_sparse_dot(xb, coef_t, dense_output=True)
         if grad_b is not None:
             z += intercept
         # The scores become (scale times) d(batch loss)/d(scores), in place;
         # the labels were checked once, when they were encoded.
         rows = batch_loss_grad(z, yb, gb, scale / m, ls, n_threads, loss_buf, lse_buf)
         loss = float(rows.sum()) / m if gb is None else float(np.dot(rows, gb)) / scale
-        if dense:
-            np.matmul(z.T, xb, out=grad)
-        else:
-            grad[...] = safe_sparse_dot(xb.T, z, dense_output=True).T
+        grad[...] = safe_sparse_dot(xb.T, z, dense_output=True).T
         if grad_b is not None:
             np.sum(z, axis=0, out=grad_b)
         return loss
