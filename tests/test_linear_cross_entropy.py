@@ -101,6 +101,64 @@ def test_matches_the_logits_reference(name, dtype, block_bytes, monkeypatch):
         np.testing.assert_allclose(got[3], want[3], rtol=rtol, atol=atol, equal_nan=True)
 
 
+try:
+    import ml_dtypes
+except ImportError:  # pragma: no cover - ml_dtypes is in the test extra
+    ml_dtypes = None
+HALVES = [np.float16] + ([] if ml_dtypes is None else [ml_dtypes.bfloat16])
+
+
+@pytest.mark.parametrize("block_bytes", [2**30, 3 * 13 * 4], ids=["one block", "many blocks"])
+@pytest.mark.parametrize("dtype", HALVES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", list(CASES))
+def test_two_byte_inputs_are_float32_inside_and_rounded_once(name, dtype, block_bytes, monkeypatch):
+    # float16 and bfloat16 features and weights: each gradient element is the
+    # float64 reference's rounded once to the input's dtype (within one of its
+    # ulps, and float32's error on the products); loss and lse are float32.
+    _blocks(monkeypatch, block_bytes)
+    case = dict(CASES[name])
+    rng = np.random.default_rng(hash(name) % 2**32 + 1)
+    shape = case.pop("shape", (40,))
+    n_classes = 13
+    x, w, t = _problem(rng, shape, dtype, n_classes, 0.5)
+    if case.pop("all_ignored", False):
+        t[...] = 0
+    probs = case.pop("probs", None)
+    if probs is not None:
+        t = rng.random(shape + (n_classes,)) ** 3
+        t /= t.sum(axis=-1, keepdims=True)
+        t = t.astype(probs)
+    b = rng.standard_normal(n_classes).astype(dtype) if case.pop("bias", False) else None
+    if case.pop("weight", False):
+        case["weight"] = rng.random(n_classes) + 0.5
+    g = case.pop("grad_output", None)
+    if g is True:
+        g = rng.random(shape) + 0.5
+    b64 = None if b is None else b.astype(np.float64)
+    want = reference_all(x, w, t, b64, g, **case)
+    got = fs.linear_cross_entropy_with_grad(
+        x, w, t, linear_bias=b, grad_output=g, return_lse=True, **case
+    )
+    loss, lse = fs.linear_cross_entropy(x, w, t, linear_bias=b, return_lse=True, **case)
+    for a in (loss, lse, got[0], got[4]):
+        assert np.asarray(a).dtype == np.float32
+    np.testing.assert_allclose(loss, want[0], rtol=2e-6, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(got[0], want[0], rtol=2e-6, atol=1e-6, equal_nan=True)
+    z = x.astype(np.float64).reshape(-1, x.shape[-1]) @ w.astype(np.float64).T
+    z = z if b64 is None else z + b64
+    if case.get("softcap"):
+        z = case["softcap"] * np.tanh(z / case["softcap"])
+    np.testing.assert_allclose(lse.reshape(-1), lse_of(z), rtol=2e-6)
+    for a, e in zip(got[1:4], want[1:4]):
+        if a is None:
+            assert b is None
+            continue
+        assert a.dtype == dtype and a.shape == e.shape
+        one_ulp = np.spacing(np.abs(e).astype(dtype)).astype(np.float64)
+        err = np.abs(a.astype(np.float64) - e)
+        assert np.all(err <= one_ulp + 1e-6 * np.abs(e).max()), name
+
+
 def test_lse_is_that_of_the_logits():
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal((20, 5)), rng.standard_normal((7, 5))
@@ -150,6 +208,8 @@ def test_bad_input_is_named():
         fs.linear_cross_entropy(x, np.zeros((5, 4)), t)
     with pytest.raises(TypeError, match="linear_weight has dtype float32"):
         fs.linear_cross_entropy(x, w.astype(np.float32), t)
+    with pytest.raises(TypeError, match="input must be a float16, bfloat16, float32 or float64"):
+        fs.linear_cross_entropy(x.astype(np.int32), w.astype(np.int32), t)
     with pytest.raises(IndexError, match="target 9 is out of bounds for 5 classes at position"):
         fs.linear_cross_entropy(x, w, np.array([0, 9, 1, 2]))
     with pytest.raises(ValueError, match="target has shape"):

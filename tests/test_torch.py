@@ -713,6 +713,37 @@ def test_linear_cross_entropy_matches_torchs_reference_path(name, dtype):
         assert "fastsoftmax" in fst.linear_cross_entropy(x, w, t, **case).grad_fn.name().lower()
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", list(LINEAR_CASES))
+def test_two_byte_linear_cross_entropy_is_float32_inside(name, dtype):
+    # Loss and gradients of 2-byte tensors in our kernels, against torch's
+    # reference path in float64 on the same (exact) values, rounded to the
+    # dtype: within assert_close's defaults for that dtype.
+    case = dict(LINEAR_CASES[name])
+    x, w, b, t = _linear_inputs(dtype, case.pop("bias", False), seed=5)
+    if case.pop("weight", False):
+        case["weight"] = torch.rand(11) + 0.5
+    if case.pop("probs", False):
+        t = torch.softmax(torch.randn(30, 11), dim=1).to(dtype)
+    leaves = [x, w] + ([b] if b is not None else [])
+    loss = fst.linear_cross_entropy(x, w, t, linear_bias=b, **case)
+    assert loss.dtype == dtype
+    if case.get("reduction", "mean") != "none":
+        assert "fastsoftmax" in loss.grad_fn.name().lower()
+    g = torch.rand(loss.shape, generator=torch.Generator().manual_seed(1)) + 0.5
+    grads = torch.autograd.grad(loss, leaves, g.to(dtype))
+    wide = [v.detach().double().requires_grad_() for v in leaves]
+    xd, wd, bd = wide[0], wide[1], (wide[2] if b is not None else None)
+    cased = {k: (v.double() if torch.is_tensor(v) else v) for k, v in case.items()}
+    td = t.double() if t.is_floating_point() else t
+    want = F.linear_cross_entropy(xd, wd, td, linear_bias=bd, **cased)
+    want_grads = torch.autograd.grad(want, wide, g.to(dtype).double())
+    assert_close(loss, want.to(dtype))
+    for a, e in zip(grads, want_grads):
+        assert a.dtype == dtype
+        assert_close(a, e.to(dtype))
+
+
 def test_linear_cross_entropy_z_loss_and_softcap_compose_as_cross_entropy():
     x, w, b, t = _linear_inputs(torch.float64, True, seed=3)
     got = fst.linear_cross_entropy(x, w, t, linear_bias=b, z_loss=0.01, softcap=3.0)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from fastsoftmax import _kernels
-from fastsoftmax._layout import is_half
+from fastsoftmax._layout import is_half, narrow, widen
 from fastsoftmax._threads import check_n_threads
 from fastsoftmax._typing import ArrayLike
 from fastsoftmax._xent import REDUCTIONS, _Call, _positive, _real_in
@@ -60,7 +60,11 @@ def linear_cross_entropy(
     Parameters
     ----------
     input : array_like of shape (n_samples, n_features) or (..., n_features)
-        The features (hidden states), float32 or float64.
+        The features (hidden states): float32, float64, float16 or
+        ``ml_dtypes.bfloat16``. 2-byte inputs are computed in float32 from
+        float32 copies of ``input`` and ``linear_weight`` (NumPy has no
+        2-byte matrix product), which take 4 (n_samples + n_classes) *
+        n_features bytes more; their loss and lse come back in float32.
     linear_weight : array_like of shape (n_classes, n_features)
         The linear layer's weight, as ``torch.nn.Linear.weight``, of the
         input's dtype.
@@ -167,7 +171,11 @@ def linear_cross_entropy_with_grad(
     Parameters
     ----------
     input : array_like of shape (n_samples, n_features) or (..., n_features)
-        The features (hidden states), float32 or float64.
+        The features (hidden states): float32, float64, float16 or
+        ``ml_dtypes.bfloat16`` (computed in float32, as in
+        :func:`linear_cross_entropy`; the gradients are summed in float32 and
+        rounded once to the input's dtype, which takes 4 * n_classes *
+        n_features bytes more for the weight's).
     linear_weight : array_like of shape (n_classes, n_features)
         The linear layer's weight, of the input's dtype.
     target : array_like of shape (n_samples,) or (...), or (..., n_classes)
@@ -264,7 +272,7 @@ def linear_logsumexp(
     Parameters
     ----------
     input : array_like of shape (n_samples, n_features) or (..., n_features)
-        The features, float32 or float64.
+        The features, float32, float64, float16 or ``ml_dtypes.bfloat16``.
     linear_weight : array_like of shape (n_classes, n_features)
         The linear layer's weight (or this process's rows of it), of the
         input's dtype.
@@ -325,10 +333,19 @@ class _Run:
         n_threads = check_n_threads(n_threads)
         x = np.asarray(input)
         w = np.asarray(linear_weight)
-        if x.dtype not in (np.float32, np.float64):
-            raise TypeError(f"input must be a float32 or float64 array, got dtype {x.dtype}")
+        half = is_half(x.dtype)
+        if x.dtype not in (np.float32, np.float64) and not half:
+            raise TypeError(
+                f"input must be a float16, bfloat16, float32 or float64 array, got dtype {x.dtype}"
+            )
         if w.dtype != x.dtype:
             raise TypeError(f"linear_weight has dtype {w.dtype}, expected the input's {x.dtype}")
+        # 2-byte inputs: float32 copies of input and linear_weight go through
+        # float32 products (NumPy has no 2-byte BLAS); the gradients are
+        # summed in float32 and rounded once to the input's dtype at the end.
+        out_dtype, loss_dtype = x.dtype, np.dtype(np.float32) if half else x.dtype
+        if half:
+            x, w = widen(x), widen(w)
         if x.ndim < 1 or w.ndim != 2 or w.shape[1] != x.shape[-1]:
             raise ValueError(
                 f"input of shape {x.shape} and linear_weight of shape {w.shape} do not "
@@ -437,15 +454,19 @@ class _Run:
                     grad_w[v0:v1] += part
             if grad_b is not None:
                 grad_b += z.sum(axis=0, dtype=np.float64)
-        self.loss = _reduce(loss_rows, reduction, kept_weight, sample_shape, x.dtype)
+        self.loss = _reduce(loss_rows, reduction, kept_weight, sample_shape, loss_dtype)
         self.lse64 = lse_rows.reshape(sample_shape)
-        self.lse = lse_rows.astype(x.dtype).reshape(sample_shape)
+        self.lse = lse_rows.astype(loss_dtype).reshape(sample_shape)
         if argmax_rows is not None:
             self.argmax = argmax_rows.astype(np.int64, copy=False).reshape(sample_shape)
         if with_grad:
             self.grad_input = grad_x.reshape(x.shape)
             self.grad_weight = grad_w
             self.grad_bias = None if grad_b is None else grad_b.astype(x.dtype)
+            if half:  # each rounded once, from float32 (the bias's from float64)
+                self.grad_input = narrow(self.grad_input, out_dtype)
+                self.grad_weight = narrow(grad_w, out_dtype)
+                self.grad_bias = None if grad_b is None else grad_b.astype(out_dtype)
 
     @staticmethod
     def _scale(reduction, grad_output, kept_weight, sample_shape):

@@ -320,6 +320,9 @@ def _check_dim(dim, ndim):
 
 
 # ignore_index=None (torch's linear_cross_entropy default): no label equals it.
+# 2-byte tensors are computed in float32 and their results rounded once (as
+# fastsoftmax.linear_cross_entropy does): a loss of the input's dtype, as torch's.
+_LINEAR_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _NO_IGNORE = -(2**63)
 
 
@@ -342,9 +345,11 @@ def linear_cross_entropy(
     Parameters
     ----------
     input : Tensor of shape (n_samples, n_features)
-        The features (hidden states), float32 or float64.
+        The features (hidden states), float32, float64, float16 or bfloat16
+        (2-byte tensors are computed in float32, their loss and gradients
+        rounded once to their dtype).
     linear_weight : Tensor of shape (n_classes, n_features)
-        The linear layer's weight.
+        The linear layer's weight, of the input's dtype.
     target : Tensor of shape (n_samples,) or (n_samples, n_classes)
         Class indices (int64), or class probabilities of the input's dtype
         (then without ``ignore_index``, as torch asks).
@@ -391,7 +396,7 @@ def linear_cross_entropy(
         input.dim() == 2
         and linear_weight.dim() == 2
         and ((target.dim() == 1 and target.dtype == torch.int64) or probs)
-        and input.dtype in (torch.float32, torch.float64)
+        and input.dtype in _LINEAR_DTYPES
         and linear_weight.dtype == input.dtype
         and (linear_bias is None or (linear_bias.dim() == 1 and linear_bias.dtype == input.dtype))
     )
