@@ -40,7 +40,7 @@ class GemmSteps:
         n_classes, n_features = coef.shape
         self.d = n_features
         width = n_features + self.with_b
-        self.gemm = get_blas_funcs("gemm", dtype=dtype)
+        self.gemm, self.axpy = get_blas_funcs(("gemm", "axpy"), dtype=dtype)
         # theta and the velocity as the loop updates them; written back by finish().
         self.theta = np.empty((n_classes, width), dtype=dtype)
         self.theta[:, :n_features] = coef
@@ -119,17 +119,22 @@ class GemmSteps:
         # As torch.optim.SGD: weight decay joins the gradient, which joins
         # the velocity; Nesterov steps along gradient + momentum * velocity.
         grad, vel, tmp, mu = self.grad, self.vel, self.tmp, float(model.momentum)
+        if not model.nesterov:
+            # The velocity takes the gradient inside the product (beta =
+            # momentum), and theta its step in one pass (axpy): 2 passes over
+            # the coefficients a batch, not 5.
+            gemm(1.0, xb.T, z.T, mu, vel.T, 0, 1, 1)
+            if alpha:
+                vel[:, :d] += np.multiply(theta[:, :d], alpha, out=tmp[:, :d])
+            self.axpy(vel.reshape(-1), theta.reshape(-1), a=-lr)
+            return loss
         gemm(1.0, xb.T, z.T, 0.0, grad.T, 0, 1, 1)
         if alpha:
             grad[:, :d] += np.multiply(theta[:, :d], alpha, out=tmp[:, :d])
         vel *= mu
         vel += grad
-        if model.nesterov:
-            grad += np.multiply(vel, mu, out=tmp)
-            step = grad
-        else:
-            step = vel
-        theta -= np.multiply(step, lr, out=tmp)
+        grad += np.multiply(vel, mu, out=tmp)
+        theta -= np.multiply(grad, lr, out=tmp)
         return loss
 
     def finish(self):
