@@ -59,15 +59,11 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("block_bytes", [2**30, 3 * 13 * 8], ids=["one block", "many blocks"])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("name", list(CASES))
-def test_matches_the_logits_reference(name, dtype, block_bytes, monkeypatch):
-    _blocks(monkeypatch, block_bytes)
-    # many blocks: the weight gradient is accumulated 5 (float64) or 10 rows at a time
-    monkeypatch.setattr(_linear_cross_entropy, "ACCUMULATE_BYTES", min(block_bytes, 5 * 9 * 8))
+def _case_inputs(name, dtype, seed):
+    """Features, weights, targets, bias (of ``dtype``) and grad_output of a
+    case of CASES, and the options left for the call."""
     case = dict(CASES[name])
-    rng = np.random.default_rng(hash(name) % 2**32)
+    rng = np.random.default_rng(hash(name) % 2**32 + seed)
     shape = case.pop("shape", (40,))
     n_classes = 13
     x, w, t = _problem(rng, shape, dtype, n_classes, 0.5)
@@ -78,14 +74,25 @@ def test_matches_the_logits_reference(name, dtype, block_bytes, monkeypatch):
         t = rng.random(shape + (n_classes,)) ** 3
         t[1:] /= t[1:].sum(axis=-1, keepdims=True)
         t = t.astype(probs)
-    b = rng.standard_normal(n_classes) if case.pop("bias", False) else None
+    b = rng.standard_normal(n_classes).astype(dtype) if case.pop("bias", False) else None
     if case.pop("weight", False):
         case["weight"] = rng.random(n_classes) + 0.5
     g = case.pop("grad_output", None)
     if g is True:
         g = rng.random(shape) + 0.5
+    return x, w, t, b, g, case
+
+
+@pytest.mark.parametrize("block_bytes", [2**30, 3 * 13 * 8], ids=["one block", "many blocks"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", list(CASES))
+def test_matches_the_logits_reference(name, dtype, block_bytes, monkeypatch):
+    _blocks(monkeypatch, block_bytes)
+    # many blocks: the weight gradient is accumulated 5 (float64) or 10 rows at a time
+    monkeypatch.setattr(_linear_cross_entropy, "ACCUMULATE_BYTES", min(block_bytes, 5 * 9 * 8))
+    x, w, t, bias, g, case = _case_inputs(name, dtype, seed=0)
+    b = None if bias is None else bias.astype(np.float64)
     want = reference_all(x, w, t, b, g, **case)
-    bias = None if b is None else b.astype(dtype)
     got = fs.linear_cross_entropy_with_grad(x, w, t, linear_bias=bias, grad_output=g, **case)
     loss = fs.linear_cross_entropy(x, w, t, linear_bias=bias, **case)
     rtol = 1e-10 if dtype == np.float64 else 2e-4
@@ -116,24 +123,7 @@ def test_two_byte_inputs_are_float32_inside_and_rounded_once(name, dtype, block_
     # float64 reference's rounded once to the input's dtype (within one of its
     # ulps, and float32's error on the products); loss and lse are float32.
     _blocks(monkeypatch, block_bytes)
-    case = dict(CASES[name])
-    rng = np.random.default_rng(hash(name) % 2**32 + 1)
-    shape = case.pop("shape", (40,))
-    n_classes = 13
-    x, w, t = _problem(rng, shape, dtype, n_classes, 0.5)
-    if case.pop("all_ignored", False):
-        t[...] = 0
-    probs = case.pop("probs", None)
-    if probs is not None:
-        t = rng.random(shape + (n_classes,)) ** 3
-        t /= t.sum(axis=-1, keepdims=True)
-        t = t.astype(probs)
-    b = rng.standard_normal(n_classes).astype(dtype) if case.pop("bias", False) else None
-    if case.pop("weight", False):
-        case["weight"] = rng.random(n_classes) + 0.5
-    g = case.pop("grad_output", None)
-    if g is True:
-        g = rng.random(shape) + 0.5
+    x, w, t, b, g, case = _case_inputs(name, dtype, seed=1)
     b64 = None if b is None else b.astype(np.float64)
     want = reference_all(x, w, t, b64, g, **case)
     got = fs.linear_cross_entropy_with_grad(
