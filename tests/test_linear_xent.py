@@ -135,3 +135,33 @@ def test_unaligned_rows_are_refused_and_the_trainer_copies_them():
     c = SoftmaxRegression(**params).partial_fit(bad, y, classes=[0, 1, 2])
     np.testing.assert_array_equal(a.coef_, b.coef_)
     assert np.isfinite(c.coef_).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["contiguous", "beside a column", "strided rows", "reversed"])
+def test_take_rows_is_numpy_take(dtype, layout):
+    rng = np.random.default_rng(7)
+    base = rng.standard_normal((40, 12)).astype(dtype)
+    X = {"contiguous": base, "beside a column": base, "strided rows": base[::3, ::2],
+         "reversed": base[::-1]}[layout]  # fmt: skip
+    idx = rng.integers(0, X.shape[0], size=25)
+    buf = np.full((25, X.shape[1] + 1), -7.0, dtype=dtype)
+    out = buf[:, : X.shape[1]] if layout == "beside a column" else buf[:, 1:]
+    _kernels.take_rows(X, idx, out)
+    np.testing.assert_array_equal(out, np.take(X, idx, axis=0))
+    # the column beside the rows is left alone
+    np.testing.assert_array_equal(buf[:, -1 if layout == "beside a column" else 0], -7.0)
+
+
+def test_take_rows_checks_indices_and_shapes():
+    X, out = np.ones((4, 3)), np.empty((2, 3))
+    _kernels.take_rows(X, np.array([3, 0]), out)
+    _kernels.take_rows(X, np.array([], dtype=np.int64), np.empty((0, 3)))
+    with pytest.raises(IndexError, match="index 4 at position 1 is out of bounds for 4 rows"):
+        _kernels.take_rows(X, np.array([0, 4]), out)
+    with pytest.raises(IndexError, match="index -1 at position 0"):
+        _kernels.take_rows(X, np.array([-1, 0]), out)
+    with pytest.raises(ValueError, match=r"out must have shape \(2, 3\), got \(2, 4\)"):
+        _kernels.take_rows(X, np.array([0, 1]), np.empty((2, 4)))
+    with pytest.raises(ValueError, match=r"out must have shape \(3, 3\)"):
+        _kernels.take_rows(X, np.array([0, 1, 2]), out)

@@ -25,6 +25,7 @@ with two kernel threads, 0.97 to 1.16 with one, at batches of 256 to 4096).
 import numpy as np
 from scipy.linalg.blas import get_blas_funcs
 
+from fastsoftmax._kernels import take_rows
 from fastsoftmax._xent import batch_loss_grad
 
 
@@ -76,11 +77,12 @@ class GemmSteps:
                 xb = self.x_buf[:m]
                 xb[:, :d] = X[start:stop]
         else:
-            # mode='clip' (the indices are valid) lets take write straight
-            # into the buffer; the default mode buffers the output first.
+            # A memcpy a row (take_rows): np.take into the buffer's strided
+            # rows took twice as long (about 80 against 40 us a batch of
+            # 256 x 512 float32).
             idx = order[start:stop]
             xb = self.x_buf[:m]
-            np.take(X, idx, axis=0, out=xb[:, :d] if self.with_b else xb, mode="clip")
+            take_rows(X, idx, xb[:, :d] if self.with_b else xb)
             yb = np.take(self.y, idx, out=self.y_buf[:m], mode="clip")
             gb = None
             if self.weights is not None:
