@@ -19,12 +19,23 @@
 - Many classes: one SGD epoch of a 100000 x 512 float32, 1000-class problem
   (batch 256), against its floor: the two matrix products per batch.
 
-Run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE pytest bench/bench_trainer.py
+Run:
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE pytest bench/bench_trainer.py
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/bench_trainer.py --rounds 9
+
+The second form interleaves the many-class epoch with its two products per
+batch, through NumPy and through scipy's BLAS (the library the trainer's
+products come from), round by round, and prints each one's median and the
+median over rounds of the epoch's time over each floor's in the same round:
+on a shared machine whose speed moves by tens of percent from one minute to
+the next, only that ratio is comparable from run to run.
 """
 
+import argparse
 import contextlib
 import functools
 import os
+import statistics
 import time
 import warnings
 
@@ -192,18 +203,32 @@ def _torch_epoch():
     return epoch, accuracy
 
 
-def _products_epoch(X, n_classes):
-    """An epoch of the two matrix products of every batch, and nothing else."""
-    coef = np.zeros((n_classes, X.shape[1]), dtype=np.float32)
-    z = np.empty((BATCH, n_classes), dtype=np.float32)
+def _products_epoch(X, n_classes, blas="numpy"):
+    """An epoch of the two matrix products of every batch, and nothing else:
+    through NumPy (np.matmul), or through scipy's BLAS (gemm) as the
+    trainer's many-class steps call it."""
+    coef = np.zeros((n_classes, X.shape[1]), dtype=X.dtype)
+    z = np.empty((BATCH, n_classes), dtype=X.dtype)
     grad = np.empty_like(coef)
+    if blas == "numpy":
+
+        def products(xb, zb):
+            np.matmul(xb, coef.T, out=zb)
+            np.matmul(zb.T, xb, out=grad)
+    else:
+        from scipy.linalg.blas import get_blas_funcs
+
+        gemm = get_blas_funcs("gemm", dtype=X.dtype)
+
+        def products(xb, zb):
+            # (Fortran's view of C arrays, as in GemmSteps.)
+            gemm(1.0, coef.T, xb.T, 0.0, zb.T, 1, 0, 1)
+            gemm(1.0, xb.T, zb.T, 0.0, grad.T, 0, 1, 1)
 
     def epoch():
         for start in range(0, X.shape[0], BATCH):
             xb = X[start : start + BATCH]
-            zb = z[: xb.shape[0]]
-            np.matmul(xb, coef.T, out=zb)
-            np.matmul(zb.T, xb, out=grad)
+            products(xb, z[: xb.shape[0]])
 
     return epoch
 
@@ -319,6 +344,9 @@ def _many_floor_epoch():
 MANY_EPOCHS = {
     "fastsoftmax SoftmaxRegression sgd": _many_fastsoftmax_epoch,
     "floor: the two matrix products per batch": _many_floor_epoch,
+    "floor: the same products through scipy's BLAS": lambda: _products_epoch(
+        many_classes()[0], MANY[2], blas="scipy"
+    ),
 }
 
 
@@ -328,3 +356,51 @@ def bench_many_classes_sgd_epoch(benchmark, impl):
     benchmark.group = f"one SGD epoch, {n} x {d} float32, {c} classes, batch {BATCH}"
     epoch = MANY_EPOCHS[impl]()
     benchmark.pedantic(epoch, rounds=5, warmup_rounds=1)
+
+
+# ------------------------------------------------------- interleaved, as a script
+
+
+PAUSE_S = 0.5
+
+
+def interleaved_many_classes(rounds):
+    """Medians (s) of the epoch and its floors, rounds alternating, and the
+    median of the per-round ratios of the epoch to each floor."""
+    X = many_classes()[0]
+    calls = {
+        "fastsoftmax SoftmaxRegression sgd": _many_fastsoftmax_epoch(),
+        "floor, NumPy's products": _products_epoch(X, MANY[2]),
+        "floor, scipy's BLAS": _products_epoch(X, MANY[2], blas="scipy"),
+    }
+    for fn in calls.values():
+        fn()
+    times = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            # NumPy's and scipy's OpenBLAS each keep their threads spinning
+            # for a while after a product; the pause lets the last call's go
+            # to sleep, so that no call pays for the other library's.
+            time.sleep(PAUSE_S)
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    ours = times["fastsoftmax SoftmaxRegression sgd"]
+    n, d, c = MANY
+    print(f"one SGD epoch, {n} x {d} float32, {c} classes, batch {BATCH}, {rounds} rounds")
+    print("| epoch | median s | epoch / this, median of rounds |")
+    print("|---|---|---|")
+    for name, t in times.items():
+        ratio = statistics.median(a / b for a, b in zip(ours, t))
+        print(f"| {name} | {statistics.median(t):.3f} | {ratio:.2f} |")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=9)
+    args = parser.parse_args(argv)
+    interleaved_many_classes(args.rounds)
+
+
+if __name__ == "__main__":
+    main()
