@@ -158,13 +158,20 @@ static fs_index fs_scratch_row(fs_index n)
     return ((n + 15) / 16) * 16;
 }
 
-/* Floats between two threads' scratch: the row, a float per FS_SUM_BLOCK
- * block of it (the streaming rows of staged.h keep each block's maximum
- * there), and one line more, so that no line is written by two threads
- * (with a shared line, 2 threads of a C = 100 softmax took as long as 1). */
+/* At least the number of FS_SUM_BLOCK blocks of a row of n. */
+static fs_index fs_stream_blocks(fs_index n)
+{
+    return n / FS_SUM_BLOCK + 1;
+}
+
+/* Floats between two threads' scratch: the row, two floats per FS_SUM_BLOCK
+ * block of it (the streaming rows of staged.h keep each block's maximum and
+ * its range there), and one line more, so that no line is written by two
+ * threads (with a shared line, 2 threads of a C = 100 softmax took as long
+ * as 1). */
 static fs_index fs_scratch_stride(fs_index n)
 {
-    return fs_scratch_row(n) + fs_scratch_row(n / FS_SUM_BLOCK + 1) + 16;
+    return fs_scratch_row(n) + fs_scratch_row(2 * fs_stream_blocks(n)) + 16;
 }
 
 /* The 2-byte dtypes, computed by the float32 bodies above; runs of them
@@ -175,6 +182,7 @@ static fs_index fs_scratch_stride(fs_index n)
 #define FS_H_LOAD fs_f16_to_f32
 #define FS_H_STORE fs_f32_to_f16
 #define FS_H_WIDEN_SIMD FS_F16_WIDEN_SIMD
+#define FS_H_WIDEN_RANGE_SIMD FS_F16_WIDEN_RANGE_SIMD
 #define FS_H_NARROW_SIMD FS_F16_NARROW_SIMD
 #include "staged.h"
 
@@ -182,6 +190,7 @@ static fs_index fs_scratch_stride(fs_index n)
 #define FS_H_LOAD fs_bf16_to_f32
 #define FS_H_STORE fs_f32_to_bf16
 #define FS_H_WIDEN_SIMD(x, n, y) 0 /* a shift: the integer loop is as short */
+#define FS_H_WIDEN_RANGE_SIMD FS_BF16_WIDEN_RANGE_SIMD
 #define FS_H_NARROW_SIMD FS_BF16_NARROW_SIMD
 #include "staged.h"
 
@@ -393,7 +402,7 @@ double fs_exp_f32_ulp(uint32_t lo, uint32_t hi, int fast, int64_t *n_above_one)
     int64_t above = 0;
     for (uint64_t bits = lo; bits <= hi; bits++) {
         const float x = fs_bits_to_f32((int32_t)(uint32_t)bits);
-        const float y = fast ? fs_exp_fast_f32(x) : fs_exp_f32(x);
+        const float y = fast == 2 ? fs_exp_half_f32(x) : fast ? fs_exp_fast_f32(x) : fs_exp_f32(x);
         const double ref = exp((double)x);
         /* the spacing of floats at the reference (subnormals: the smallest) */
         const float rf = (float)ref;

@@ -49,14 +49,25 @@ FS_F16C static void fs_widen_f16_simd(const uint16_t *x, fs_index n, float *y)
         y[i] = fs_f16_to_f32(x[i]);
 }
 
-/* y = ((x - a) - b) f, rounded once (the outputs of staged.h's rows) */
-FS_F16C static void fs_narrow_f16_simd(const float *x, fs_index n, float a, float b, float f,
-                                       uint16_t *y)
+/* 1 when a and b are both +0: ((x - a) - b) f is then x f for every x (x -
+ * (+0) is x, -0 included; x - (-0) is not: -0 - (-0) = +0). */
+FS_INLINE int fs_both_plus_zero(float a, float b)
+{
+    return (fs_f32_to_bits(a) | fs_f32_to_bits(b)) == 0;
+}
+
+/* y = ((x - a) - b) f, rounded once (the outputs of staged.h's rows); without
+ * shift (a = b = +0: softmax, a gradient), x f alone. */
+static inline __attribute__((target("arch=x86-64-v3"), always_inline)) void
+fs_narrow_f16_run(const float *x, fs_index n, float a, float b, float f, const int shift,
+                  uint16_t *y)
 {
     const __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b), vf = _mm256_set1_ps(f);
     fs_index i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), va), vb);
+        __m256 d = _mm256_loadu_ps(x + i);
+        if (shift)
+            d = _mm256_sub_ps(_mm256_sub_ps(d, va), vb);
         _mm_storeu_si128((__m128i *)(y + i),
                          _mm256_cvtps_ph(_mm256_mul_ps(d, vf), FS_ROUND_NEAREST));
     }
@@ -64,13 +75,30 @@ FS_F16C static void fs_narrow_f16_simd(const float *x, fs_index n, float a, floa
         y[i] = fs_f32_to_f16(((x[i] - a) - b) * f);
 }
 
-/* 16 floats (the lanes of k) x as ((x - a) - b) f into bfloat16 at y. */
-static inline __attribute__((target("arch=x86-64-v4,avx512bf16"), always_inline)) void
-fs_narrow_bf16_16(const float *x, __m512 va, __m512 vb, __m512 vf, __mmask16 k, uint16_t *y)
+FS_F16C static void fs_narrow_f16_simd(const float *x, fs_index n, float a, float b, float f,
+                                       uint16_t *y)
 {
-    const __m512 d = _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x), va), vb);
+    if (fs_both_plus_zero(a, b))
+        fs_narrow_f16_run(x, n, a, b, f, 0, y);
+    else
+        fs_narrow_f16_run(x, n, a, b, f, 1, y);
+}
+
+/* 16 floats (the lanes of k) x as ((x - a) - b) f (x f without shift) into
+ * bfloat16 at y; subnormal lanes are looked for only with tiny. */
+static inline __attribute__((target("arch=x86-64-v4,avx512bf16"), always_inline)) void
+fs_narrow_bf16_16(const float *x, __m512 va, __m512 vb, __m512 vf, __mmask16 k, const int shift,
+                  const int tiny, uint16_t *y)
+{
+    __m512 d = _mm512_maskz_loadu_ps(k, x);
+    if (shift)
+        d = _mm512_sub_ps(_mm512_sub_ps(d, va), vb);
     const __m512 v = _mm512_mul_ps(d, vf);
     __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
+    if (!tiny) {
+        _mm256_mask_storeu_epi16(y, k, h);
+        return;
+    }
     const __m512i u = _mm512_castps_si512(v);
     const __m512i a = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
     /* subnormal lanes: 0 < a < 2^-126, as a - 1 < 0x7fffff unsigned */
@@ -89,23 +117,78 @@ fs_narrow_bf16_16(const float *x, __m512 va, __m512 vb, __m512 vf, __mmask16 k, 
     _mm256_mask_storeu_epi16(y, k, h);
 }
 
-FS_AVX512_BF16 static void fs_narrow_bf16_simd(const float *x, fs_index n, float a, float b,
-                                               float f, uint16_t *y)
+static inline __attribute__((target("arch=x86-64-v4,avx512bf16"), always_inline)) void
+fs_narrow_bf16_run(const float *x, fs_index n, float a, float b, float f, const int shift,
+                   const int tiny, uint16_t *y)
 {
     const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b), vf = _mm512_set1_ps(f);
     fs_index i = 0;
     for (; i + 16 <= n; i += 16)
-        fs_narrow_bf16_16(x + i, va, vb, vf, (__mmask16)0xffff, y + i);
+        fs_narrow_bf16_16(x + i, va, vb, vf, (__mmask16)0xffff, shift, tiny, y + i);
     if (i < n)
-        fs_narrow_bf16_16(x + i, va, vb, vf, (__mmask16)((1u << (n - i)) - 1), y + i);
+        fs_narrow_bf16_16(x + i, va, vb, vf, (__mmask16)((1u << (n - i)) - 1), shift, tiny, y + i);
+}
+
+/* tiny 0: the caller knows that no result is a nonzero subnormal. */
+FS_AVX512_BF16 static void fs_narrow_bf16_simd(const float *x, fs_index n, float a, float b,
+                                               float f, int tiny, uint16_t *y)
+{
+    if (!fs_both_plus_zero(a, b))
+        fs_narrow_bf16_run(x, n, a, b, f, 1, 1, y);
+    else if (tiny)
+        fs_narrow_bf16_run(x, n, a, b, f, 0, 1, y);
+    else
+        fs_narrow_bf16_run(x, n, a, b, f, 0, 0, y);
+}
+
+static int fs_avx512_simd(void)
+{
+    return !fs_half_simd_off && __builtin_cpu_supports("x86-64-v4");
+}
+
+/* n 2-byte values at x widened into y (16 lanes: bfloat16 by a shift,
+ * float16 by vcvtph2ps), with their largest (*hi) and smallest (*lo), NaN
+ * ignored: max(v, m) keeps m where v is a NaN. */
+static inline __attribute__((target("arch=x86-64-v4"), always_inline)) void
+fs_widen_range_run(const uint16_t *x, fs_index n, float *y, float *hi, float *lo, const int bf16)
+{
+    __m512 m = _mm512_set1_ps(-INFINITY), l = _mm512_set1_ps(INFINITY);
+    fs_index i = 0;
+    for (; i < n; i += 16) {
+        const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __m256i h = _mm256_maskz_loadu_epi16(k, x + i);
+        const __m512 v = bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+                              : _mm512_cvtph_ps(h);
+        _mm512_mask_storeu_ps(y + i, k, v);
+        m = _mm512_mask_max_ps(m, k, v, m);
+        l = _mm512_mask_min_ps(l, k, v, l);
+    }
+    *hi = _mm512_reduce_max_ps(m);
+    *lo = _mm512_reduce_min_ps(l);
+}
+
+__attribute__((target("arch=x86-64-v4"), noinline)) static void
+fs_widen_range_bf16_simd(const uint16_t *x, fs_index n, float *y, float *hi, float *lo)
+{
+    fs_widen_range_run(x, n, y, hi, lo, 1);
+}
+
+__attribute__((target("arch=x86-64-v4"), noinline)) static void
+fs_widen_range_f16_simd(const uint16_t *x, fs_index n, float *y, float *hi, float *lo)
+{
+    fs_widen_range_run(x, n, y, hi, lo, 0);
 }
 
 /* For staged.h: 1 when the instructions ran, 0 when the caller must convert. */
+#define FS_BF16_WIDEN_RANGE_SIMD(x, n, y, hi, lo) \
+    (fs_avx512_simd() ? (fs_widen_range_bf16_simd(x, n, y, hi, lo), 1) : 0)
+#define FS_F16_WIDEN_RANGE_SIMD(x, n, y, hi, lo) \
+    (fs_avx512_simd() ? (fs_widen_range_f16_simd(x, n, y, hi, lo), 1) : 0)
 #define FS_F16_WIDEN_SIMD(x, n, y) (fs_f16_simd() ? (fs_widen_f16_simd(x, n, y), 1) : 0)
-#define FS_F16_NARROW_SIMD(x, n, a, b, f, y) \
+#define FS_F16_NARROW_SIMD(x, n, a, b, f, tiny, y) \
     (fs_f16_simd() ? (fs_narrow_f16_simd(x, n, a, b, f, y), 1) : 0)
-#define FS_BF16_NARROW_SIMD(x, n, a, b, f, y) \
-    (fs_bf16_simd() ? (fs_narrow_bf16_simd(x, n, a, b, f, y), 1) : 0)
+#define FS_BF16_NARROW_SIMD(x, n, a, b, f, tiny, y) \
+    (fs_bf16_simd() ? (fs_narrow_bf16_simd(x, n, a, b, f, tiny, y), 1) : 0)
 
 const char *fs_half_simd(void)
 {
@@ -118,8 +201,10 @@ const char *fs_half_simd(void)
 }
 #else
 #define FS_F16_WIDEN_SIMD(x, n, y) 0
-#define FS_F16_NARROW_SIMD(x, n, a, b, f, y) 0
-#define FS_BF16_NARROW_SIMD(x, n, a, b, f, y) 0
+#define FS_BF16_WIDEN_RANGE_SIMD(x, n, y, hi, lo) 0
+#define FS_F16_WIDEN_RANGE_SIMD(x, n, y, hi, lo) 0
+#define FS_F16_NARROW_SIMD(x, n, a, b, f, tiny, y) 0
+#define FS_BF16_NARROW_SIMD(x, n, a, b, f, tiny, y) 0
 const char *fs_half_simd(void)
 {
     return "integer SIMD arithmetic";

@@ -18,7 +18,8 @@ void FS_CAT(fs_math_eval_, FS_SUF)(int fn, const FS_T *x, FS_T *y, fs_index n)
                : fn == 1 ? FS_EXP_FAST(v)
                : fn == 2 ? (FS_T)fs_log_f64((double)v)
                : fn == 3 ? (FS_T)fs_log1p_f64((double)v)
-                         : FS_TANH(v);
+               : fn == 4 ? FS_TANH(v)
+                         : FS_EXP_HALF(v);
     }
 }
 
@@ -27,6 +28,7 @@ void FS_CAT(fs_math_eval_, FS_SUF)(int fn, const FS_T *x, FS_T *y, fs_index n)
 #undef FS_LOCAL
 #undef FS_EXP
 #undef FS_EXP_FAST
+#undef FS_EXP_HALF
 #undef FS_TANH
 #undef FS_EXP_LO
 #undef FS_EXPQ

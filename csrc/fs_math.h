@@ -137,6 +137,23 @@ FS_INLINE float fs_exp_fast_f32(float x)
     return p * fs_bits_to_f32((int32_t)((uint32_t)fs_f32_to_bits(t) << 23));
 }
 
+/* The fast exp with a polynomial of degree 5 (fitted to exp on the reduced
+ * range, minimax in relative error: 1.6e-7 at worst, under 2 ulp) for the
+ * 2-byte rows, whose results are rounded to 8 or 11 bits: two FMAs fewer
+ * an exp, 7 to 10% of a bfloat16 row. Same range as fs_exp_fast_f32. */
+FS_INLINE float fs_exp_half_f32(float x)
+{
+    float t;
+    const float r = fs_exp_reduce_f32(x, FS_SHIFTER_F32 + 127.0f, &t);
+    float p = 0x1.0fa784p-7f;
+    p = p * r + 0x1.5739f2p-5f;
+    p = p * r + 0x1.555a6ap-3f;
+    p = p * r + 0x1.fffdc6p-2f;
+    p = p * r + 0x1.fffff6p-1f;
+    p = p * r + 1.0f;
+    return p * fs_bits_to_f32((int32_t)((uint32_t)fs_f32_to_bits(t) << 23));
+}
+
 /* ----------------------------------------------------------------- double */
 
 #define FS_EXP_HI_F64 709.782712893383973
@@ -196,6 +213,12 @@ FS_INLINE double fs_exp_fast_f64(double x)
     double t; /* low bits: n + 1023 */
     const double p = fs_exp_poly_f64(fs_exp_reduce_f64(x, FS_SHIFTER_F64 + 1023.0, &t));
     return p * fs_bits_to_f64((int64_t)((uint64_t)fs_f64_to_bits(t) << 52));
+}
+
+/* No 2-byte dtype is computed in double: the name is there for reduce.h. */
+FS_INLINE double fs_exp_half_f64(double x)
+{
+    return fs_exp_fast_f64(x);
 }
 
 /*

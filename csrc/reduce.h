@@ -9,11 +9,13 @@
 #define FS_LOCAL(name) FS_CAT(FS_CAT(name, _), FS_SUF)
 #define FS_EXP FS_CAT(fs_exp_, FS_SUF)
 #define FS_EXP_FAST FS_CAT(fs_exp_fast_, FS_SUF)
+#define FS_EXP_HALF FS_CAT(fs_exp_half_, FS_SUF)
 #define FS_TANH FS_CAT(fs_tanh_, FS_SUF)
 #define FS_EXP_LO FS_CAT(FS_EXP_FAST_LO_, FS_SUF)
 
-/* exp(v), by the fast version where the block was found in its range. */
-#define FS_EXPQ(v) (fast ? FS_EXP_FAST(v) : FS_EXP(v))
+/* exp(v), by the fast version where the block was found in its range (fast
+ * == 2: the 2-byte rows' shorter one). */
+#define FS_EXPQ(v) (fast == 2 ? FS_EXP_HALF(v) : fast ? FS_EXP_FAST(v) : FS_EXP(v))
 
 /* Largest element (returned) and smallest (*lo), NaN ignored (a NaN still
  * poisons the sums that follow). */

@@ -15,8 +15,8 @@
  * classes is 512 KiB). Losses, lse and logsumexp come out in float32 (or
  * double, as for every dtype); probability targets come as float32.
  *
- * Scratch: rows (FS_ROWS) use b->scratch, a row of floats (and a float per
- * block) for each thread of the call (fs_scratch_stride apart), given by the
+ * Scratch: rows (FS_ROWS) use b->scratch, a row of floats (and two floats
+ * per block, fs_stream_blocks of them each) for each thread of the call (fs_scratch_stride apart), given by the
  * caller; tiles use the stack. 2-byte batches are
  * never planned as strips (fs_*_plan): their rows read across the inner axis.
  */
@@ -44,21 +44,35 @@ FS_INLINE void FS_HLOCAL(narrow)(const float *in, fs_index n, uint16_t *y, fs_in
 /* A unit-stride run, by the CPU's conversion instructions where the dtype
  * has them (FS_H_WIDEN_SIMD and FS_H_NARROW_SIMD: 1 when they ran,
  * fs_half_simd.h); narrow1 rounds ((in - a) - b) f, computed in float32
- * (x - 0 is x: a run rounded as it is takes a = b = 0, f = 1). */
+ * (x - 0 is x: a run rounded as it is takes a = b = 0, f = 1). tiny 0 says
+ * that no result is a nonzero float32 subnormal (which bfloat16's
+ * instruction would flush: its lanes are then not looked for). */
 FS_INLINE void FS_HLOCAL(widen1)(const uint16_t *x, fs_index n, float *out)
 {
     if (!FS_H_WIDEN_SIMD(x, n, out))
         FS_HLOCAL(widen)(x, n, 1, out);
 }
 
-FS_INLINE void FS_HLOCAL(narrow1)(const float *in, fs_index n, float a, float b, float f,
+FS_INLINE void FS_HLOCAL(narrow1)(const float *in, fs_index n, float a, float b, float f, int tiny,
                                   uint16_t *y)
 {
-    if (FS_H_NARROW_SIMD(in, n, a, b, f, y))
+    if (FS_H_NARROW_SIMD(in, n, a, b, f, tiny, y))
         return;
     FS_SIMD()
     for (fs_index i = 0; i < n; i++)
         y[i] = FS_H_STORE(((in[i] - a) - b) * f);
+}
+
+/* widen1, then row_range: the run's largest value (returned) and its
+ * smallest (*lo), NaN ignored; in one pass where the CPU has AVX-512 (a
+ * loop of GCC's own did it in 256-bit compares and blends). */
+FS_INLINE float FS_HLOCAL(widen_range)(const uint16_t *x, fs_index n, float *out, float *lo)
+{
+    float m;
+    if (FS_H_WIDEN_RANGE_SIMD(x, n, out, &m, lo))
+        return m;
+    FS_HLOCAL(widen1)(x, n, out);
+    return row_range_f32(out, n, 1, lo);
 }
 
 /* The unit stride as a constant where the row has it. */
@@ -73,7 +87,7 @@ FS_INLINE void FS_HLOCAL(widen_row)(const uint16_t *x, fs_index n, fs_index xs, 
 FS_INLINE void FS_HLOCAL(narrow_row)(const float *in, fs_index n, uint16_t *y, fs_index ys)
 {
     if (ys == 1)
-        FS_HLOCAL(narrow1)(in, n, 0.0f, 0.0f, 1.0f, y);
+        FS_HLOCAL(narrow1)(in, n, 0.0f, 0.0f, 1.0f, 1, y);
     else
         FS_HLOCAL(narrow)(in, n, y, ys);
 }
@@ -101,7 +115,7 @@ FS_INLINE void FS_HLOCAL(tile_out)(const float *xt, fs_index nr, fs_index n, uin
 {
     if (yrs == n) {
         tile_out_f32(xt, nr, n, buf, n);
-        FS_HLOCAL(narrow1)(buf, nr * n, 0.0f, 0.0f, 1.0f, y);
+        FS_HLOCAL(narrow1)(buf, nr * n, 0.0f, 0.0f, 1.0f, 1, y);
         return;
     }
     for (fs_index r = 0; r < nr; r++)
@@ -146,18 +160,18 @@ FS_INLINE int FS_HLOCAL(stream_sums)(const uint16_t *x, fs_index n, float *e, fl
         for (fs_index i = b0 + ahead; i < b1 + ahead && i < n; i += line)
             FS_PREFETCH(x + i);
         float *xb = keep == FS_KEEP_SCORES ? e + b0 : buf;
-        FS_HLOCAL(widen1)(x + b0, len, xb);
         float lo;
-        const float mb = row_range_f32(xb, len, 1, &lo);
+        const float mb = FS_HLOCAL(widen_range)(x + b0, len, xb, &lo);
         if (!isfinite(mb))
             return 0;
+        /* fast blocks take the shorter exp (fs_math.h), the others the accurate one */
         const int fast = all_fast_f32(lo, mb, mb);
         double sb;
         if (keep == FS_KEEP_EXPS)
-            sb = fast ? exp_block_f32(xb, 0, len, 1, mb, e + b0, 1, 1, 1, 1)
+            sb = fast ? exp_block_f32(xb, 0, len, 1, mb, e + b0, 1, 2, 1, 1)
                       : exp_block_f32(xb, 0, len, 1, mb, e + b0, 1, 0, 1, 1);
         else
-            sb = fast ? exp_block_f32(xb, 0, len, 1, mb, NULL, 0, 1, 0, 1)
+            sb = fast ? exp_block_f32(xb, 0, len, 1, mb, NULL, 0, 2, 0, 1)
                       : exp_block_f32(xb, 0, len, 1, mb, NULL, 0, 0, 0, 1);
         if (k == 0) {
             row_m = mb;
@@ -168,7 +182,8 @@ FS_INLINE int FS_HLOCAL(stream_sums)(const uint16_t *x, fs_index n, float *e, fl
         } else {
             row_s += sb * fs_exp_f64((double)mb - (double)row_m);
         }
-        bm[k++] = mb;
+        bm[k] = mb;
+        bm[fs_stream_blocks(n) + k++] = fast ? lo - mb : -INFINITY;
     }
     *m = row_m;
     *s = row_s;
@@ -181,14 +196,19 @@ FS_INLINE float FS_HLOCAL(stream_factor)(const float *bm, fs_index k, float m, d
     return (float)(f * fs_exp_f64((double)bm[k] - (double)m));
 }
 
-/* y = e times its block's factor, rounded once. */
+/* y = e times its block's factor, rounded once. A block's smallest result
+ * is |fb| exp(lo - bm) (its exps are normal: fast blocks only) or 0: above
+ * twice the smallest normal, with room for the exps' error, none is a
+ * subnormal. */
 FS_INLINE void FS_HLOCAL(stream_scale)(const float *e, fs_index n, const float *bm, float m,
                                        double f, uint16_t *y)
 {
+    const float *span = bm + fs_stream_blocks(n); /* lo - bm of fast blocks, else -inf */
     fs_index k = 0;
     FS_BLOCKS(b0, b1, n) {
-        const float fb = FS_HLOCAL(stream_factor)(bm, k++, m, f);
-        FS_HLOCAL(narrow1)(e + b0, b1 - b0, 0.0f, 0.0f, fb, y + b0);
+        const float fb = FS_HLOCAL(stream_factor)(bm, k, m, f);
+        const double least = fabs((double)fb) * fs_exp_f64((double)span[k++]);
+        FS_HLOCAL(narrow1)(e + b0, b1 - b0, 0.0f, 0.0f, fb, fb != 0.0f && least < 0x1p-125, y + b0);
     }
 }
 
@@ -207,7 +227,7 @@ FS_DISPATCH int FS_HCAT(fs_softmax_stream_row_)(const uint16_t *x, fs_index n, f
         return 1;
     }
     const float log_s = (float)fs_log_row(s);
-    FS_HLOCAL(narrow1)(e, n, m, log_s, 1.0f, y);
+    FS_HLOCAL(narrow1)(e, n, m, log_s, 1.0f, 1, y);
     return 1;
 }
 
@@ -218,7 +238,7 @@ FS_DISPATCH void FS_HCAT(fs_half_eval_)(int widen, const void *x, void *y, fs_in
     if (widen)
         FS_HLOCAL(widen1)((const uint16_t *)x, n, (float *)y);
     else
-        FS_HLOCAL(narrow1)((const float *)x, n, 0.0f, 0.0f, 1.0f, (uint16_t *)y);
+        FS_HLOCAL(narrow1)((const float *)x, n, 0.0f, 0.0f, 1.0f, 1, (uint16_t *)y);
 }
 
 /*
@@ -359,6 +379,7 @@ FS_DISPATCH void FS_HCAT(fs_xent_task_)(const fs_xent_batch *b, fs_index task)
 #undef FS_H_LOAD
 #undef FS_H_STORE
 #undef FS_H_WIDEN_SIMD
+#undef FS_H_WIDEN_RANGE_SIMD
 #undef FS_H_NARROW_SIMD
 #undef FS_KEEP_NONE
 #undef FS_KEEP_EXPS

@@ -1,5 +1,6 @@
-"""csrc/fs_math.h on its own: exp, the fast exp, log, log1p and tanh against correct
-references, at the ulp bounds its header claims, and their special values.
+"""csrc/fs_math.h on its own: exp, the fast exp (and the 2-byte rows' shorter one),
+log, log1p and tanh against correct references, at the ulp bounds its header
+claims, and their special values.
 
 Every float32 of the fast exp's range is checked (in C, against libm's
 double exp, which is correctly rounded for float); the accurate float32 exp
@@ -12,7 +13,7 @@ import pytest
 
 from fastsoftmax import _kernels
 
-EXP, EXP_FAST, LOG, LOG1P, TANH = 0, 1, 2, 3, 4
+EXP, EXP_FAST, LOG, LOG1P, TANH, EXP_HALF = 0, 1, 2, 3, 4, 5
 CODES = {np.float32: _kernels.F32, np.float64: _kernels.F64}
 
 
@@ -44,6 +45,18 @@ def test_fast_float32_exp_on_every_float_of_its_range():
     worst, above_one = _kernels.exp_f32_ulp(bits(-0.0), bits(-87.0), True, 2)
     assert worst < 1.25
     assert above_one < 2e-5 * (bits(-87.0) - bits(-0.0))
+
+
+def test_half_rows_exp_on_every_float_of_its_range():
+    # The 2-byte rows' degree-5 exp: 2.28 ulp at worst, 2% of the range above
+    # 1 ulp, far below the 2^-8 and 2^-11 of the dtypes it is rounded to.
+    worst, above_one = _kernels.exp_f32_ulp(bits(-0.0), bits(-87.0), 2, 2)
+    assert worst < 2.5
+    assert above_one < 0.025 * (bits(-87.0) - bits(-0.0))
+    x = np.array([0.0, -0.0, -87.0, -43.5], dtype=np.float32)
+    np.testing.assert_array_max_ulp(
+        evaluate(EXP_HALF, x), np.exp(x.astype(np.float64)).astype(np.float32), maxulp=2
+    )
 
 
 @pytest.mark.parametrize(

@@ -277,6 +277,23 @@ def test_special_values(dtype, n_classes, conversions):
     np.testing.assert_array_equal(grad.view(np.uint16), grad32.astype(dtype).view(np.uint16))
 
 
+@pytest.mark.parametrize("dtype", HALVES)
+@pytest.mark.parametrize("n_classes", [10, 300, 2500])
+def test_log_softmax_keeps_the_sign_of_zero(dtype, n_classes, conversions):
+    """A row whose maximum is -0 and whose other exps vanish: its log_softmax
+    there is (-0 - (-0)) - log(1) = +0, as in float32 and NumPy, not -0."""
+    x = np.full((3, n_classes), -120.0)
+    x[:, 0] = -0.0
+    x[1, 1] = -0.0  # two maxima: log 2 below them
+    x[2, 0] = 0.0
+    x = x.astype(dtype)
+    got = fs.log_softmax(x, axis=1)
+    expected = fs.log_softmax(x.astype(np.float32), axis=1).astype(dtype)
+    np.testing.assert_array_equal(got.view(np.uint16), expected.view(np.uint16))
+    assert not np.signbit(got[0, 0]) and not np.signbit(got[2, 0])
+    np.testing.assert_array_equal(fs.softmax(x, axis=1)[[0, 2], 0], [1.0, 1.0])
+
+
 def long_rows(dtype):
     """Rows of 2500 classes (three blocks of the streaming rows, csrc/staged.h)
     whose blocks' maxima rise, fall, or hold a special value."""

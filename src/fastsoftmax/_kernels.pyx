@@ -410,7 +410,8 @@ def take_rows(const floating[:, :] X, const int64_t[::1] idx, floating[:, :] out
 
 def math_eval(x, y, int fn, int dtype):
     """y = f(x) elementwise for contiguous 1-D x and y of one dtype: fn 0 the
-    accurate exp, 1 the fast exp, 2 log, 3 log1p (the last two in double)."""
+    accurate exp, 1 the fast exp, 2 log, 3 log1p (the last two in double), 4
+    tanh, 5 the 2-byte rows' exp (float32; the fast one for float64)."""
     cdef fs_index shape[3]
     cdef fs_arr xv = _arr(x, False, shape), yv = _arr(y, True)
     with nogil:
@@ -433,9 +434,10 @@ def half_simd_disable(bint off):
     return bool(fs_half_simd_disable(off))
 
 
-def exp_f32_ulp(uint32_t lo, uint32_t hi, bint fast, int n_threads):
+def exp_f32_ulp(uint32_t lo, uint32_t hi, int fast, int n_threads):
     """(largest error in ulps, count above 1 ulp) of the float32 exp over every
-    float whose bits lie in [lo, hi], against libm's double exp."""
+    float whose bits lie in [lo, hi], against libm's double exp: fast 0 the
+    accurate exp, 1 the fast one, 2 the 2-byte rows' shorter one."""
     cdef int64_t parts = 64, k, above = 0
     cdef int64_t counts[64]
     cdef double worst[64]
