@@ -34,6 +34,11 @@ static int fs_f16_simd(void)
     return !fs_half_simd_off && __builtin_cpu_supports("x86-64-v3");
 }
 
+static int fs_avx512_simd(void)
+{
+    return !fs_half_simd_off && __builtin_cpu_supports("x86-64-v4");
+}
+
 static int fs_bf16_simd(void)
 {
     return !fs_half_simd_off && __builtin_cpu_supports("x86-64-v4")
@@ -139,11 +144,6 @@ FS_AVX512_BF16 static void fs_narrow_bf16_simd(const float *x, fs_index n, float
         fs_narrow_bf16_run(x, n, a, b, f, 0, 1, y);
     else
         fs_narrow_bf16_run(x, n, a, b, f, 0, 0, y);
-}
-
-static int fs_avx512_simd(void)
-{
-    return !fs_half_simd_off && __builtin_cpu_supports("x86-64-v4");
 }
 
 /* 16 2-byte values widened (bfloat16 by a shift, float16 by vcvtph2ps). */

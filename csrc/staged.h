@@ -16,9 +16,10 @@
  * double, as for every dtype); probability targets come as float32.
  *
  * Scratch: rows (FS_ROWS) use b->scratch, a row of floats (and two floats
- * per block, fs_stream_blocks of them each) for each thread of the call (fs_scratch_stride apart), given by the
- * caller; tiles use the stack. 2-byte batches are
- * never planned as strips (fs_*_plan): their rows read across the inner axis.
+ * per block, fs_stream_blocks of each) for each thread of the call
+ * (fs_scratch_stride apart), given by the caller; tiles use the stack.
+ * 2-byte batches are never planned as strips (fs_*_plan): their rows read
+ * across the inner axis.
  */
 
 #define FS_HCAT2(a, b) a##b
